@@ -1,0 +1,34 @@
+# The README's two commands are `make demo` and `make test`; each installs first when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint perf test-slurm clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch torchvision
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m bench
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+perf: install
+	$(PY) -m bench.perf
+
+test-slurm: install
+	bash tests/slurm/run.sh
+
+clean:
+	rm -rf outputs multirun reports/out .pytest_cache

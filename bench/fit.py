@@ -1,0 +1,100 @@
+"""Training loop: AdamW, StepLR, gradient clipping, checkpoints every ``trainer.ckpt_every`` epochs.
+
+A job restarted in the same run dir continues from ``last.ckpt`` (model, optimizer, scheduler,
+epoch and RNG state), so it ends with the record an uninterrupted run gives (on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bench import checkpoint
+from bench.build import learnable_parameters
+
+
+def _batches(features, dataset, batch_size: int, generator: torch.Generator, device, num_workers: int):
+    """Yield ("features", cached targets) or ("images", images) batches in a seeded random order."""
+    if features is not None:
+        order = torch.randperm(features.shape[0], generator=generator)
+        for begin in range(0, len(order), batch_size):
+            yield "features", features[order[begin : begin + batch_size]].to(device, non_blocking=True).float()
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator, num_workers=num_workers)
+    for batch in loader:
+        yield "images", batch["image"].to(device, non_blocking=True)
+
+
+def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
+        features: torch.Tensor | None = None, logger=None) -> dict:
+    """Train ``detector`` in place; return timing figures. ``features``: cached targets (or None)."""
+    params = learnable_parameters(detector)
+    optimizer = instantiate(trainer_cfg.optimizer)(params)
+    scheduler = instantiate(trainer_cfg.scheduler)(optimizer)
+    epochs = int(trainer_cfg.epochs)
+    ckpt_path = Path(run_dir) / checkpoint.CKPT
+    start = 0
+    if ckpt_path.is_file():
+        state = checkpoint.load(ckpt_path)
+        checkpoint.load_detector_state(detector, state["model"], ckpt_path)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        start = int(state["epoch"]) + 1
+        print(f"resuming from {ckpt_path} at epoch {start}/{epochs}")
+
+    reconstruct = detector.reconstruct
+    if trainer_cfg.get("compile"):
+        reconstruct = torch.compile(detector.reconstruction)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    n_images = features.shape[0] if features is not None else len(train_set)
+    seen, t0 = 0, time.perf_counter()
+    bar = tqdm(range(start, epochs), desc="fit", initial=start, total=epochs, dynamic_ncols=True)
+    for epoch in bar:
+        detector.train()
+        generator = torch.Generator().manual_seed(seed * 100003 + epoch)
+        total = torch.zeros((), device=device)
+        steps = 0
+        batches = _batches(features, train_set, int(trainer_cfg.batch_size), generator, device,
+                           int(trainer_cfg.num_workers))
+        for kind, x in batches:
+            with autocast:
+                # a trainable backbone (S5) gets gradients through its own target as well
+                target = x if kind == "features" else detector.target(x)
+                rec = reconstruct(target)
+                loss = detector.loss(target.float(), rec.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if trainer_cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(params, float(trainer_cfg.clip_grad))
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+        mean_loss = float(total) / max(steps, 1)  # one host-device sync per epoch
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(
+                f"training loss became {mean_loss} in epoch {epoch}: lower trainer.lr or check the data"
+            )
+        seen += n_images
+        # The official code calls step(epoch) after each epoch, so epochs 0..lr_step run at the base
+        # LR (lr_step + 1 epochs); skipping the step after epoch 0 gives the same schedule.
+        if epoch > 0:
+            scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2g}")
+        if logger is not None:
+            logger.log_scalars({"train/loss": mean_loss, "train/lr": lr, "epoch": epoch}, step=epoch)
+        last = epoch == epochs - 1
+        if last or (trainer_cfg.ckpt_every and (epoch + 1) % int(trainer_cfg.ckpt_every) == 0):
+            checkpoint.save(ckpt_path, model=checkpoint.learnable_state(detector), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state())
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    return {"fit_s": round(elapsed, 3), "epochs_run": epochs - start,
+            "train_images_per_s": round(seen / elapsed, 2) if elapsed > 0 and seen else None}

@@ -1,0 +1,106 @@
+"""Experiment loggers: ``none``, ``csv`` (files in the run dir) and ``wandb`` (one run per job)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class NullLogger:
+    def log_scalars(self, values: dict, step: int) -> None:
+        pass
+
+    def log_final(self, metrics: dict) -> None:
+        pass
+
+    def log_maps(self, category: str, folder: Path | None) -> None:
+        pass
+
+    def finish(self, status: str) -> None:
+        pass
+
+
+class CSVLogger(NullLogger):
+    """Scalars per epoch to ``log.csv``; final per-class metrics to ``final_metrics.csv``."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "log.csv"
+        self._fields: list[str] | None = None
+
+    def log_scalars(self, values: dict, step: int) -> None:
+        row = {"step": step, **values}
+        new = self._fields is None
+        if new:
+            self._fields = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            if new and f.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def log_final(self, metrics: dict) -> None:
+        rows = [{"category": c, **m} for c, m in sorted(metrics.get("per_class", {}).items())]
+        rows.append({"category": "mean", **metrics.get("mean", {})})
+        with (self.run_dir / "final_metrics.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+class WandbLogger(NullLogger):
+    """One wandb run per job, grouped by experiment, job type by table row, tagged by seed and dataset."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, row: str):
+        import wandb
+
+        self.wandb = wandb
+        self.n_images = int(cfg.logger.get("images", 4))
+        self._images = 0
+        self.run = wandb.init(
+            project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(run_dir),
+            group=cfg.experiment or "adhoc", job_type=row or "default", name=f"{row or 'run'}-seed{cfg.seed}",
+            tags=[f"seed={cfg.seed}", f"data={cfg.data.name}"],
+            config=OmegaConf.to_container(cfg, resolve=True), reinit=True,
+        )
+
+    def log_scalars(self, values: dict, step: int) -> None:
+        self.run.log(values, step=step)
+
+    def log_final(self, metrics: dict) -> None:
+        per_class = metrics.get("per_class", {})
+        keys = sorted({k for m in per_class.values() for k in m})
+        table = self.wandb.Table(columns=["category", *keys])
+        for cat, m in sorted(per_class.items()):
+            table.add_data(cat, *[m.get(k) for k in keys])
+        self.run.log({"metrics/per_class": table, **{f"metrics/{k}": v for k, v in metrics.get("mean", {}).items()}})
+
+    def log_maps(self, category: str, folder: Path | None) -> None:
+        import numpy as np
+
+        if folder is None or self._images >= self.n_images:
+            return
+        for path in sorted(Path(folder).glob("*.npz")):
+            if self._images >= self.n_images:
+                break
+            arr = np.load(path)
+            amap = arr["map"] / (arr["map"].max() + 1e-8)
+            self.run.log({f"maps/{category}/{path.stem}": [self.wandb.Image(arr["image"], caption="image"),
+                                                              self.wandb.Image(amap, caption="anomaly map")]})
+            self._images += 1
+
+    def finish(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "completed" else 1)
+
+
+def make_logger(cfg: DictConfig, run_dir: Path, row: str = ""):
+    name = cfg.logger.name
+    if name == "none":
+        return NullLogger()
+    if name == "csv":
+        return CSVLogger(run_dir)
+    if name == "wandb":
+        return WandbLogger(cfg, run_dir, row)
+    raise ValueError(f"logger={name} is unknown; choose none, csv or wandb")

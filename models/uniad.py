@@ -1,0 +1,112 @@
+"""UniAD feature reconstruction (main paper Sec. 3, supplementary C.2-C.3; UNIAD_SPEC 1.4-1.9).
+
+features (B, C_org, H, W) → tokens (B, HW, C_org) → [feature jitter, training only] →
+channel reduction Linear(C_org→D) → neighbor-masked encoder → query decoder → channel
+recovery Linear(D→C_org) → reconstructed features (B, C_org, H, W).
+
+With ``decoder="query1"``, ``nma=False`` and ``fj=False`` this is the vanilla transformer
+baseline of C.1 (``model=transformer``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention import EncoderLayer
+from models.jitter import FeatureJitter
+from models.neighbor_mask import additive_mask, neighbor_mask
+from models.position_embedding import LearnedPositionEmbedding
+from models.query_decoder import QueryDecoder
+
+
+def xavier_init_(module: nn.Module) -> None:
+    """Xavier-uniform weights, zero biases for Linear/Conv layers (the official initializer).
+
+    ``nn.MultiheadAttention``'s in-projection is not a Linear and keeps its own init, as officially.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class UniAD(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        feature_size: tuple[int, int],
+        hidden_dim: int = 256,
+        nhead: int = 8,
+        num_encoder_layers: int = 4,
+        num_decoder_layers: int = 4,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.1,
+        decoder: str = "lqd_a",
+        nma: bool = True,
+        neighbor_size: tuple[int, int] = (7, 7),
+        fj: bool = True,
+        fj_scale: float = 20.0,
+        fj_prob: float = 1.0,
+    ):
+        super().__init__()
+        h, w = feature_size
+        self.feature_size = (h, w)
+        self.jitter = FeatureJitter(fj_scale, fj_prob) if fj else None
+        self.channel_reduction = nn.Linear(in_channels, hidden_dim)
+        self.pos_embed = LearnedPositionEmbedding((h, w), hidden_dim)
+        self.encoder = nn.ModuleList(
+            EncoderLayer(hidden_dim, nhead, dim_feedforward, dropout) for _ in range(num_encoder_layers)
+        )
+        self.decoder = QueryDecoder(decoder, num_decoder_layers, h * w, hidden_dim, nhead, dim_feedforward, dropout)
+        self.channel_recovery = nn.Linear(hidden_dim, in_channels)
+        mask = additive_mask(neighbor_mask((h, w), tuple(neighbor_size))) if nma else None
+        # built once, moved with the module, never saved in checkpoints
+        self.register_buffer("attn_mask", mask, persistent=False)
+        xavier_init_(self)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = features.shape
+        if (h, w) != self.feature_size:
+            raise ValueError(f"UniAD was built for {self.feature_size} features, got {(h, w)}")
+        tokens = features.flatten(2).transpose(1, 2)  # (B, HW, C); token index = h*W + w
+        if self.jitter is not None:
+            tokens = self.jitter(tokens)
+        x = self.channel_reduction(tokens)
+        pos = self.pos_embed().to(x.dtype)
+        mask = None if self.attn_mask is None else self.attn_mask.to(x.dtype)
+        memory = x
+        for layer in self.encoder:
+            memory = layer(memory, pos, mask)
+        out = self.decoder(memory, pos, mask)
+        rec = self.channel_recovery(out)  # (B, HW, C)
+        return rec.transpose(1, 2).reshape(b, c, h, w)
+
+
+def official_key(name: str) -> str:
+    """Our parameter name → the official UniAD reconstruction module's name (for checkpoints)."""
+    replacements = [
+        ("channel_reduction.", "input_proj."),
+        ("channel_recovery.", "output_proj."),
+        ("encoder.", "transformer.encoder.layers."),
+        ("decoder.layers.", "transformer.decoder.layers."),
+        ("decoder.norm.", "transformer.decoder.norm."),
+        (".attn.mha.", ".self_attn."),
+        (".attn1.mha.", ".self_attn."),
+        (".attn2.mha.", ".multihead_attn."),
+        (".ffn.linear1.", ".linear1."),
+        (".ffn.linear2.", ".linear2."),
+    ]
+    for ours, theirs in replacements:
+        if name.startswith(ours) or (ours.startswith(".") and ours in name):
+            name = name.replace(ours, theirs, 1)
+    return name
+
+
+def load_official_state_dict(model: UniAD, state: dict[str, torch.Tensor]) -> None:
+    """Load an official UniAD ``reconstruction`` state dict (prefixes ``module.reconstruction.`` accepted)."""
+    prefix = next((p for p in ("module.reconstruction.", "reconstruction.") if any(k.startswith(p) for k in state)), "")
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    ours = {name: state[official_key(name)] for name in model.state_dict()}
+    model.load_state_dict(ours, strict=True)
