@@ -30,7 +30,8 @@ def count_flops(module: nn.Module, image_size: int) -> int:
     module.eval()
     try:
         x = torch.zeros(1, 3, image_size, image_size, device=next(module.parameters()).device)
-        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter:  # (no_grad trips its module tracker)
+        # not under no_grad: that trips the counter's module tracker on expanded parameters
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter:
             module(x)
         return int(counter.get_total_flops())
     finally:

@@ -47,7 +47,7 @@ def one_line(exc: BaseException) -> str:
 
 def row_name(overrides: list[str]) -> str:
     """The table row of a job: its overrides without the seed and the experiment."""
-    keep = [o for o in overrides if not o.split("=")[0].lstrip("+") in ("seed", "experiment")]
+    keep = [o for o in overrides if o.split("=")[0].lstrip("+") not in ("seed", "experiment")]
     return ",".join(keep)
 
 
@@ -55,11 +55,10 @@ def _features(detector, dataset, cfg, split: str, device):
     """Cached frozen features of ``dataset``, or None when the features can change (S5, images)."""
     if not (cfg.cache.features and detector.frozen_target):
         return None, None
+    data = OmegaConf.to_container(cfg.data, resolve=True)
     parts = {
-        "data": cfg.data.name, "root": str(Path(str(cfg.data.root)).expanduser()),
-        "generator": OmegaConf.to_container(cfg.data.get("generator"), resolve=True),
-        "categories": OmegaConf.to_container(cfg.data.get("categories"), resolve=True),
-        "normal_classes": OmegaConf.to_container(cfg.data.get("normal_classes"), resolve=True),
+        "data": data["name"], "root": str(Path(str(data["root"])).expanduser()),
+        **{k: data.get(k) for k in ("generator", "categories", "normal_classes")},
         "backbone": cfg.backbone.timm_name, "weights": str(cfg.backbone.weights),
         "outlayers": list(cfg.backbone.outlayers), "image_size": int(cfg.data.image_size),
     }
@@ -141,7 +140,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 
             record["outputs"] = visualize.run_task(cfg, run_dir, device)
         record["status"] = "completed"
-    except Exception as exc:
+    except BaseException as exc:  # also an interrupt: the record says why the job ended
         record["status"] = "failed"
         record["error"] = one_line(exc)
         raise

@@ -206,7 +206,7 @@ def _subsample(values: np.ndarray, k: int, seed: int) -> np.ndarray:
     counts = rng.multivariate_hypergeometric(sizes, k)
     out = np.empty(k, dtype=values.dtype)
     filled = 0
-    for start, size, count in zip(starts, sizes, counts):
+    for start, size, count in zip(starts, sizes, counts, strict=True):
         if count:
             idx = rng.choice(int(size), size=int(count), replace=False)
             out[filled : filled + count] = values[start : start + size][idx]
@@ -225,9 +225,7 @@ def _prepare(masks, maps, *, regions: bool = False, normal_pixel_budget: int | N
     n_neg = neg.size
     if normal_pixel_budget is not None and n_neg > normal_pixel_budget:
         neg = _subsample(neg, normal_pixel_budget, seed)
-        neg.sort()
-    else:
-        neg.sort()
+    neg.sort()
     if neg.size and neg.dtype.kind == "f" and np.isnan(neg[-1]):
         raise ValueError("maps contain NaN")
     scale = n_neg / neg.size if neg.size else 1.0
@@ -341,7 +339,7 @@ def pixel_auroc(masks, maps) -> float:
 
     Equal (to rounding) to ``roc_auc_score(masks.ravel(), maps.ravel())``: the probability that a
     random anomalous pixel scores higher than a random normal pixel, ties counting 1/2, computed by
-    binary search of each distinct anomalous score among the sorted normal scores (no full sort).
+    binary search of each distinct anomalous score among the sorted normal scores (no argsort).
     Not flipped below 0.5. nan when there is no anomalous or no normal pixel.
     """
     return _auroc(_prepare(masks, maps))

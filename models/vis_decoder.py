@@ -8,7 +8,8 @@ up-sampling implemented by the transposed convolution."
 Architecture, features (B, C_in, S/s, S/s) with s = ``feature_stride`` → image (B, 3, S, S):
 
 * 1x1 conv C_in→512 + BN + ReLU (entry projection);
-* ResNet-34's stages in reverse order: 3, 6, 4, 3 BasicBlocks with 512, 256, 128, 64 channels
+* ResNet-34's stages in reverse order (attributes ``layer1``..``layer4`` in decoding order, so ``layer1`` is
+  the reversed stage-4): 3, 6, 4, 3 BasicBlocks with 512, 256, 128, 64 channels
   (``base_channels`` x 8, 4, 2, 1). The first block of a stage maps the previous width to its own with a
   projection shortcut; where it up-samples x2, its first 3x3 conv becomes
   ``ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`` and its shortcut
