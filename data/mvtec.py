@@ -1,0 +1,171 @@
+"""Reader for the MVTec AD folder layout (the real dataset and the synthetic one share it).
+
+Layout: ``<root>/<category>/train/good/*.png``, ``<category>/test/{good,<defect>}/*.png`` and
+``<category>/ground_truth/<defect>/<stem>_mask.png``. ``scan`` validates the whole tree up front, so a
+bad dataset stops the job with a one-line ``DatasetError`` before any training. Unified mode reads all
+categories (``categories=None``); separate mode reads the listed ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from data.errors import DatasetError
+from data.transforms import load_image, load_mask
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of the tree: its file, class, defect type ('good' if normal), label 0/1 and mask file."""
+
+    path: str
+    category: str
+    defect: str
+    label: int
+    mask_path: str | None
+
+
+def _root(root: str | os.PathLike) -> Path:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetError(
+            f"missing dataset root {path}: expected the MVTec AD layout {LAYOUT}; check data.root"
+        )
+    return path
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"missing folder {path}: expected the MVTec AD layout {LAYOUT}; check data.root")
+    return path
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.size
+    except OSError as error:
+        raise DatasetError(f"unreadable image {path} ({error}): replace or remove the file") from None
+
+
+def list_categories(root: str | os.PathLike) -> list[str]:
+    """Sorted names of the category folders of ``root`` (a category is a subfolder with ``train/``)."""
+    base = _root(root)
+    return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "train").is_dir())
+
+
+def _categories(base: Path, categories: list[str] | None) -> list[str]:
+    known = list_categories(base)
+    if categories is None:
+        if not known:
+            raise DatasetError(
+                f"no categories in {base}: expected subfolders laid out as {LAYOUT}; check data.root"
+            )
+        return known
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise DatasetError(
+            f"unknown category {unknown[0]!r} in {base}: known categories are {', '.join(known) or 'none'}; "
+            "check data.categories"
+        )
+    if not categories:
+        raise DatasetError(f"empty category list for {base}: pass null (all categories) or some of {known}")
+    return sorted(set(categories))
+
+
+def _scan_train(base: Path, category: str) -> list[Sample]:
+    folder = _folder(base / category / "train" / "good")
+    samples = [Sample(str(p), category, "good", 0, None) for p in _images(folder)]
+    if not samples:
+        raise DatasetError(f"no training images in {folder}: the train set of {category!r} is empty")
+    return samples
+
+
+def _scan_test(base: Path, category: str) -> list[Sample]:
+    test = _folder(base / category / "test")
+    samples = []
+    for defect_dir in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        defect = defect_dir.name
+        for image in _images(defect_dir):
+            if defect == "good":
+                samples.append(Sample(str(image), category, defect, 0, None))
+                continue
+            mask = base / category / "ground_truth" / defect / f"{image.stem}_mask.png"
+            if not mask.is_file():
+                raise DatasetError(
+                    f"missing mask {mask} for defective image {image}: add the mask or remove the image"
+                )
+            image_size, mask_size = _image_size(image), _image_size(mask)
+            if image_size != mask_size:
+                raise DatasetError(
+                    f"mask {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is "
+                    f"{image_size[0]}x{image_size[1]}: masks must have their image's size"
+                )
+            samples.append(Sample(str(image), category, defect, 1, str(mask)))
+    if not samples:
+        raise DatasetError(
+            f"no test images in {test}: expected test/good and test/<defect> folders of images"
+        )
+    return samples
+
+
+def scan(root: str | os.PathLike, categories: list[str] | None, split: str) -> list[Sample]:
+    """Validated, deterministically ordered samples of ``split`` ('train' or 'test') for ``categories``.
+
+    ``categories=None`` takes every category folder (unified mode). Raises ``DatasetError`` naming the
+    path for a missing root or folder, an unknown category, a defective image without its mask, a mask
+    whose size differs from its image, or an empty train set.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    base = _root(root)
+    scan_one = _scan_train if split == "train" else _scan_test
+    return [sample for category in _categories(base, categories) for sample in scan_one(base, category)]
+
+
+class MVTecDataset(Dataset):
+    """MVTec-AD-layout images as dicts: image [3,S,S], mask [1,S,S] (0/1), label, category, path."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        categories: list[str] | None = None,
+        image_size: int = 224,
+    ):
+        self.root = str(root)
+        self.split = split
+        self.image_size = int(image_size)
+        self.samples = scan(root, categories, split)
+        self.categories = sorted({s.category for s in self.samples})
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        size = self.image_size
+        if sample.mask_path is None:
+            mask = torch.zeros(1, size, size)
+        else:
+            mask = load_mask(sample.mask_path, size)
+        return {
+            "image": load_image(sample.path, size),
+            "mask": mask,
+            "label": sample.label,
+            "category": sample.category,
+            "path": sample.path,
+        }
