@@ -44,7 +44,10 @@ def dataset_fingerprint(dataset) -> str:
 def compute_features(detector, dataset, batch_size: int, device, desc: str, num_workers: int = 0) -> torch.Tensor:
     """(N, C, h, w) float32 features of every image of ``dataset`` on the CPU, in dataset order."""
     detector.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # a private generator: iterating a DataLoader draws a seed from its generator, and drawing it from
+    # the global RNG would shift dropout/jitter so a cache miss would train differently from a hit
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator())
     chunks = []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         chunks.append(detector.target(batch["image"].to(device)).float().cpu())
@@ -57,6 +60,18 @@ def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(tensor, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other jobs of a shared cache must read it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -77,12 +92,12 @@ def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_roo
         if path.is_file():
             try:
                 feats = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                if feats.shape[0] == len(dataset):
+                if isinstance(feats, torch.Tensor) and feats.dtype == store and feats.shape[0] == len(dataset):
                     return feats, True
             except Exception:  # a corrupt cache file is recomputed, never trusted
                 pass
     feats = compute_features(detector, dataset, batch_size, device, f"features {split}", num_workers).to(store)
     if path is not None:
         _save_atomic(feats, path)
-        (path.parent / "key.json").write_text(json.dumps({**key_parts, "split": split}, indent=1, default=str))
+        _write_text_atomic(path.parent / "key.json", json.dumps({**key_parts, "split": split}, indent=1, default=str))
     return feats, False

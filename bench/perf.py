@@ -1,0 +1,512 @@
+"""Performance benchmark (not a test): ``python -m bench.perf [--official PATH] [options] [overrides]``.
+
+For the configured detector (Hydra overrides as for ``python -m bench``, e.g. ``backbone=efficientnet_b4
+backbone.weights=none``) it measures, on synthetic random images (no dataset is read or written):
+
+* train images/s with the frozen-feature cache (features computed once, stored in ``cache.dtype`` on the
+  host as the disk cache holds them, one batch gathered and moved to the device per step, as ``bench.fit``
+  does) and without it (a backbone forward every step);
+* inference images/s of backbone + reconstruction + anomaly map, and of reconstruction + map on cached
+  features; latency at batch 1;
+* peak memory per phase (CPU: resident set high-water mark; CUDA: max allocated), learnable params, GFLOPs;
+* with ``--official PATH`` (a checkout of zhiyuanyou/UniAD), the train step of the official reconstruction
+  module on the same cached features, in the same process, interleaved with ours so both see the same
+  machine load; skipped with a message when PATH holds no ``models/reconstructions/uniad.py``.
+
+The train step is ``bench.fit``'s: bf16 autocast on CUDA, AdamW, gradient clipping, the loss accumulated on
+the device (no host-device sync per step), ``trainer.compile=true`` compiles the reconstruction model.
+The official step is its own code as released: fp32, neighbor mask rebuilt in Python every forward.
+Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<out>/perf.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import bench  # noqa: F401  (registers the config resolvers)
+from bench.build import build_detector, feature_size, learnable_parameters
+from bench.complexity import complexity, count_parameters
+from bench.feature_cache import DTYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+OFFICIAL_FILE = Path("models") / "reconstructions" / "uniad.py"
+# experiments/MVTec-AD/config.yaml of the official code (UNIAD_SPEC 1.4); the sizes come from cfg.arch
+# (equal to these at profile=demo and profile=paper) so both models have the same shape.
+OFFICIAL_CONFIG = {
+    "pos_embed_type": "learned", "save_recon": False, "initializer": {"method": "xavier_uniform"},
+    "hidden_dim": 256, "nhead": 8, "num_encoder_layers": 4, "num_decoder_layers": 4, "dim_feedforward": 1024,
+    "dropout": 0.1, "activation": "relu", "normalize_before": False,
+}
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+# --------------------------------------------------------------------------------------------- timing
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory of a phase: CUDA max allocated, or the CPU resident-set high-water mark (VmHWM).
+
+    On Linux, writing 5 to /proc/self/clear_refs resets VmHWM, so each phase gets its own peak; elsewhere
+    the process-wide ``ru_maxrss`` is reported (a running maximum).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = "CUDA max allocated" if device.type == "cuda" else "CPU peak RSS"
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def time_interleaved(phases: dict, steps: int, warmup: int, rounds: int, device, memory: PeakMemory) -> dict:
+    """{name: (seconds for ``steps`` calls, peak MB)}; phases alternate in ``rounds`` rounds (same load)."""
+    seconds = dict.fromkeys(phases, 0.0)
+    peak = dict.fromkeys(phases, 0.0)
+    for name, fn in phases.items():  # warm-up: allocator, optimizer state, torch.compile
+        memory.reset()
+        for i in range(warmup):
+            fn(i)
+        sync(device)
+        peak[name] = memory.peak_mb()
+    per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
+    done = 0
+    for n in per_round:
+        for name, fn in phases.items():
+            memory.reset()
+            sync(device)
+            t0 = time.perf_counter()
+            for i in range(warmup + done, warmup + done + n):
+                fn(i)
+            sync(device)
+            seconds[name] += time.perf_counter() - t0
+            peak[name] = max(peak[name], memory.peak_mb())
+        done += n
+    return {name: (seconds[name], peak[name]) for name in phases}
+
+
+# ------------------------------------------------------------------------------------------- our model
+
+
+def make_train_step(detector, trainer_cfg, device, batches):
+    """One ``bench.fit`` training step per call on ``batches(i) -> (kind, tensor)``."""
+    params = learnable_parameters(detector)
+    optimizer = instantiate(trainer_cfg.optimizer)(params)
+    reconstruct = detector.reconstruct
+    if trainer_cfg.get("compile"):
+        reconstruct = torch.compile(detector.reconstruction)
+    clip = float(trainer_cfg.clip_grad or 0)
+    total = torch.zeros((), device=device)
+
+    def step(i: int) -> None:
+        nonlocal total
+        detector.train()
+        kind, x = batches(i)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            target = x if kind == "features" else detector.target(x)
+            rec = reconstruct(target)
+            loss = detector.loss(target.float(), rec.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        total = total + loss.detach()  # read once at the end, as fit reads once per epoch
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------- official model
+
+
+def _rearrange(tensor: torch.Tensor, pattern: str, **axes) -> torch.Tensor:
+    """The two ``einops.rearrange`` patterns the official reconstruction uses (when einops is absent)."""
+    pattern = " ".join(pattern.split())
+    if pattern == "b c h w -> (h w) b c":
+        return tensor.flatten(2).permute(2, 0, 1)
+    if pattern == "(h w) b c -> b c h w":
+        n, b, c = tensor.shape
+        h = int(axes["h"])
+        return tensor.permute(1, 2, 0).reshape(b, c, h, n // h)
+    raise NotImplementedError(f"einops is not installed and the stand-in does not know {pattern!r}")
+
+
+def official_file(path: str | os.PathLike) -> Path | None:
+    """``models/reconstructions/uniad.py`` of a checkout (or the file itself), or None when absent."""
+    path = Path(path).expanduser()
+    candidates = [path] if path.suffix == ".py" else [path / OFFICIAL_FILE, path / "UniAD" / OFFICIAL_FILE]
+    return next((p.resolve() for p in candidates if p.is_file()), None)
+
+
+def load_official(path: str | os.PathLike) -> ModuleType:
+    """Import the official reconstruction module by file path, without copying any of it.
+
+    Its ``from models.initializer import ...`` must see the checkout's ``models`` package, which clashes
+    with ours: our ``models*`` modules are set aside while it imports and put back afterwards. When einops
+    is not installed, a stand-in that knows the module's two patterns is used.
+    """
+    file = official_file(path)
+    if file is None:
+        raise FileNotFoundError(f"no {OFFICIAL_FILE} under {path}")
+    checkout = file.parents[2] if file.parent.name == "reconstructions" else file.parent
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "models" or k.startswith("models.")}
+    stand_in = None
+    if importlib.util.find_spec("einops") is None:
+        stand_in = sys.modules["einops"] = ModuleType("einops")
+        stand_in.rearrange = _rearrange
+    sys.path.insert(0, str(checkout))
+    name = "uniad_official_reconstruction"
+    try:
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path.remove(str(checkout))
+        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+        if stand_in is not None and sys.modules.get("einops") is stand_in:
+            del sys.modules["einops"]
+    module.__einops_stand_in__ = stand_in is not None
+    return module
+
+
+def build_official(module: ModuleType, cfg: DictConfig, channels: int, device: torch.device):
+    arch = OmegaConf.to_container(cfg.arch, resolve=True)
+    model_cfg = cfg.model
+    kwargs = {**OFFICIAL_CONFIG, **{k: arch[k] for k in ("hidden_dim", "nhead", "num_encoder_layers",
+                                                         "num_decoder_layers", "dim_feedforward") if k in arch}}
+    kwargs["dropout"] = float(model_cfg.get("dropout", kwargs["dropout"]))
+    return module.UniAD(
+        inplanes=[channels], instrides=[int(cfg.backbone.feature_stride)], feature_size=list(feature_size(cfg)),
+        feature_jitter=SimpleNamespace(scale=float(model_cfg.get("fj_scale", 20.0)),
+                                       prob=float(model_cfg.get("fj_prob", 1.0))),
+        neighbor_mask=SimpleNamespace(neighbor_size=list(arch.get("neighbor_size", [7, 7])), mask=[True] * 3),
+        **kwargs,
+    ).to(device)
+
+
+@contextlib.contextmanager
+def cuda_calls_stay_on(device: torch.device):
+    """The official code moves its jitter noise and mask with ``.cuda()``; off CUDA that is a no-op here."""
+    if device.type == "cuda":
+        yield
+        return
+    saved = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = saved
+
+
+def make_official_step(model, trainer_cfg, device, batches):
+    """The official train step: MSE(feature_rec, feature_align), AdamW, gradient clipping, fp32."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = instantiate(trainer_cfg.optimizer)(params)
+    clip = float(trainer_cfg.clip_grad or 0)
+    total = torch.zeros((), device=device)
+
+    def step(i: int) -> None:
+        nonlocal total
+        model.train()
+        _, x = batches(i)
+        with cuda_calls_stay_on(device):
+            out = model({"feature_align": x})
+        loss = F.mse_loss(out["feature_rec"], out["feature_align"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        total = total + loss.detach()
+
+    return step
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+
+
+def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, rounds: int, infer_batches: int,
+              latency_runs: int, official: str | None, device: torch.device, log=print) -> dict:
+    torch.manual_seed(int(cfg.seed))
+    size = int(cfg.data.image_size)
+    memory = PeakMemory(device)
+    log(f"building {cfg.model.name} on {cfg.backbone.name} at {size} px, {device}")
+    detector = build_detector(cfg).to(device)
+    stats = complexity(detector, size)
+    cache_dtype = str(cfg.cache.get("dtype", "float16"))
+    cacheable = bool(getattr(detector, "frozen_target", False))
+
+    generator = torch.Generator().manual_seed(0)
+    pool = torch.randn(2 * batch_size, 3, size, size, generator=generator).to(device)
+    # step i trains on a random batch of the pool, as a shuffled epoch would
+    picks = [torch.randperm(pool.shape[0], generator=generator)[:batch_size] for _ in range(8)]
+
+    def images(i: int):
+        return "images", pool[picks[i % len(picks)].to(device)]
+
+    phases, notes = {}, []
+    features = None
+    with torch.no_grad():
+        detector.eval()
+        if cacheable:  # what the disk cache holds: host tensor in cache.dtype
+            features = detector.target(pool).to("cpu", DTYPES[cache_dtype])
+    if features is not None:
+        def cached(i: int):
+            return "features", features[picks[i % len(picks)]].to(device, non_blocking=True).float()
+
+        phases["train_cached"] = make_train_step(detector, cfg.trainer, device, cached)
+    else:
+        notes.append("train/infer with cache: not measured, the target can change (trainable backbone "
+                     "or image model), so the cache is bypassed")
+    phases["train_uncached"] = make_train_step(detector, cfg.trainer, device, images)
+
+    official_status, official_params = "not requested (--official PATH)", None
+    if official:
+        if features is None:
+            official_status = "skipped: the official model reconstructs frozen features, this config has none"
+        elif official_file(official) is None:
+            official_status = f"skipped: no {OFFICIAL_FILE} under {official} (give a zhiyuanyou/UniAD checkout)"
+        else:
+            try:
+                module = load_official(official)
+                model = build_official(module, cfg, features.shape[1], device)
+                official_params = count_parameters(model)
+                phases["official_train"] = make_official_step(model, cfg.trainer, device, cached)
+                official_status = "measured" + (" (einops stand-in)" if module.__einops_stand_in__ else "")
+            except Exception as exc:  # an incompatible checkout: say why, measure the rest
+                official_status = f"skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if official:
+        log(f"official UniAD: {official_status}")
+
+    log(f"training: {', '.join(phases)}; {warmup} warm-up + {steps} timed steps of batch {batch_size} each")
+    train = time_interleaved(phases, steps, warmup, rounds, device, memory)
+    rate = {name: steps * batch_size / sec for name, (sec, _) in train.items()}
+    peaks = {name: peak for name, (_, peak) in train.items()}
+
+    detector.eval()
+    infer_phases = {}
+
+    @torch.no_grad()
+    def infer_images(i: int) -> None:
+        x = images(i)[1]
+        detector(x)
+
+    infer_phases["infer_uncached"] = infer_images
+    if features is not None:
+        @torch.no_grad()
+        def infer_cached(i: int) -> None:
+            t = cached(i)[1]
+            detector.anomaly_map(t, detector.reconstruct(t), (size, size))
+
+        infer_phases["infer_cached"] = infer_cached
+    log(f"inference: {infer_batches} batches of {batch_size}")
+    infer = time_interleaved(infer_phases, infer_batches, 1, 1, device, memory)
+    rate.update({name: infer_batches * batch_size / sec for name, (sec, _) in infer.items()})
+    peaks.update({name: peak for name, (_, peak) in infer.items()})
+
+    one = pool[:1]
+    latencies = []
+    with torch.no_grad():
+        memory.reset()
+        for i in range(latency_runs + 2):
+            sync(device)
+            t0 = time.perf_counter()
+            detector(one)
+            sync(device)
+            if i >= 2:
+                latencies.append(time.perf_counter() - t0)
+        peaks["latency_batch1"] = memory.peak_mb()
+    log(f"latency: median of {latency_runs} runs at batch 1")
+
+    def r(x, nd=2):
+        return None if x is None else round(float(x), nd)
+
+    cached_rate, official_rate = rate.get("train_cached"), rate.get("official_train")
+    return {
+        "device": device.type,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "config": {
+            "model": str(cfg.model.name), "backbone": str(cfg.backbone.name),
+            "weights": str(cfg.backbone.get("weights")), "frozen": cacheable, "image_size": size,
+            "feature_size": list(feature_size(cfg)),
+            "channels": int(features.shape[1]) if features is not None else None,
+            "arch": OmegaConf.to_container(cfg.arch, resolve=True), "batch_size": batch_size, "steps": steps,
+            "warmup_steps": warmup, "rounds": rounds, "cache_dtype": cache_dtype,
+            "compile": bool(cfg.trainer.get("compile")), "autocast": "bf16" if device.type == "cuda" else "off (fp32)",
+            "input": "synthetic random images",
+        },
+        "train_images_per_s_cached": r(cached_rate),
+        "train_images_per_s_uncached": r(rate["train_uncached"]),
+        "train_speedup_cache": r(cached_rate / rate["train_uncached"], 3) if cached_rate else None,
+        "infer_images_per_s": r(rate["infer_uncached"]),
+        "infer_images_per_s_cached": r(rate.get("infer_cached")),
+        "latency_ms_batch1": r(1000 * statistics.median(latencies)),
+        "peak_memory_mb": r(max(peaks.values()), 1),
+        "peak_memory_kind": memory.kind,
+        "peak_memory_mb_by_phase": {k: r(v, 1) for k, v in peaks.items()},
+        "learnable_params": stats["learnable_params"],
+        "reconstruction_params": stats["reconstruction_params"],
+        "gflops": stats["gflops"],
+        "official_train_images_per_s": r(official_rate),
+        "official_params": official_params,
+        "official_params_match": (official_params == stats["reconstruction_params"]) if official_params else None,
+        "speedup_vs_official_cached": r(cached_rate / official_rate, 3) if official_rate and cached_rate else None,
+        "official_status": official_status,
+        "notes": notes,
+    }
+
+
+ROWS = [
+    ("train images/s, feature cache", "train_images_per_s_cached"),
+    ("train images/s, no cache (backbone every step)", "train_images_per_s_uncached"),
+    ("train speed-up of the cache", "train_speedup_cache"),
+    ("official UniAD train images/s (same cached features)", "official_train_images_per_s"),
+    ("speed-up vs official (cached, same features)", "speedup_vs_official_cached"),
+    ("inference images/s (backbone + reconstruction + map)", "infer_images_per_s"),
+    ("inference images/s on cached features", "infer_images_per_s_cached"),
+    ("latency at batch 1 (ms)", "latency_ms_batch1"),
+    ("peak memory (MB)", "peak_memory_mb"),
+    ("learnable params", "learnable_params"),
+    ("GFLOPs (batch 1)", "gflops"),
+]
+
+
+def markdown(result: dict) -> str:
+    c = result["config"]
+    arch = c["arch"]
+    lines = [
+        "# UniAD Bench performance",
+        "",
+        f"`python -m bench.perf` on {result['device_name']}, torch {result['torch']}. "
+        f"Model {c['model']}, backbone {c['backbone']} (weights {c['weights']}, frozen {c['frozen']}), "
+        f"{c['image_size']} px → {c['feature_size'][0]}x{c['feature_size'][1]}x{c['channels']} features, "
+        f"hidden {arch.get('hidden_dim')}, {arch.get('num_encoder_layers')}+{arch.get('num_decoder_layers')} layers, "
+        f"FFN {arch.get('dim_feedforward')}; batch {c['batch_size']}, {c['warmup_steps']} warm-up + {c['steps']} "
+        f"timed steps per phase in {c['rounds']} interleaved rounds; cache dtype {c['cache_dtype']}, "
+        f"autocast {c['autocast']}, compile {c['compile']}; {c['input']}.",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+    ]
+    for label, key in ROWS:
+        value = result.get(key)
+        if key == "peak_memory_mb" and value is not None:
+            value = f"{value} ({result['peak_memory_kind']})"
+        elif key == "learnable_params" and value is not None:
+            value = f"{value:,}"
+        elif key in ("official_train_images_per_s", "speedup_vs_official_cached") and value is None:
+            value = result["official_status"]
+        lines.append(f"| {label} | {'n/a' if value is None else value} |")
+    phases = ", ".join(f"{k} {v}" for k, v in result["peak_memory_mb_by_phase"].items())
+    lines += ["", f"Peak memory by phase (MB): {phases}.", f"Official UniAD: {result['official_status']}."]
+    lines += [f"Note: {n}." for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides, e.g. backbone=efficientnet_b4 data.image_size=224")
+    parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
+    parser.add_argument("--steps", type=int, default=4, help="timed train steps per phase (default 4)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps per phase (default 1)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds the timed steps are split into")
+    parser.add_argument("--batch-size", type=int, default=8, help="train and inference batch size (default 8)")
+    parser.add_argument("--infer-batches", type=int, default=2, help="timed inference batches per phase")
+    parser.add_argument("--latency-runs", type=int, default=5, help="timed batch-1 forwards (median)")
+    parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: trainer.device)")
+    parser.add_argument("--out", default=str(ROOT / "reports"), help="folder for perf.md and perf.json")
+    args = parser.parse_args(argv)
+    if min(args.steps, args.batch_size, args.rounds, args.infer_batches, args.latency_runs) < 1 or args.warmup < 0:
+        parser.error("--steps, --batch-size, --rounds, --infer-batches and --latency-runs must be >= 1")
+    cfg = compose_config(args.overrides)
+    device = pick_device(args.device or cfg.trainer.device)
+    t0 = time.perf_counter()
+    result = benchmark(cfg, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                       rounds=min(args.rounds, args.steps), infer_batches=args.infer_batches,
+                       latency_runs=args.latency_runs, official=args.official, device=device)
+    result["overrides"] = list(args.overrides)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (out / "perf.md").write_text(text)
+    (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(text)
+    print(f"wrote {out / 'perf.md'} and {out / 'perf.json'} ({result['wall_s']} s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Every config option composes, instantiates and trains one step (issue: all variants from the CLI)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from bench.build import build_detector, instantiate_node
+from models.detector import FeatureDetector
+from tests.conftest import CONF, compose_cfg
+
+DECODERS = sorted(p.stem for p in Path(CONF, "decoder").glob("*.yaml"))
+LOSSES = sorted(p.stem for p in Path(CONF, "loss").glob("*.yaml"))
+BACKBONES = sorted(p.stem for p in Path(CONF, "backbone").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in Path(CONF, "experiment").glob("*.yaml"))
+
+
+class _TinyBackbone(torch.nn.Module):
+    """Stands in for the frozen backbone so that hundreds of variants train in seconds."""
+
+    frozen = True
+    out_channels = 8
+
+    def forward(self, images):
+        return torch.nn.functional.avg_pool2d(images, 16).repeat(1, 3, 1, 1)[:, :8]
+
+
+def _one_step(detector):
+    images = torch.randn(2, 3, 64, 64)
+    params = [p for p in detector.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, 1e-3)
+    detector.train()
+    target = detector.target(images)
+    loss = detector.loss(target, detector.reconstruct(target))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    detector.eval()
+    with torch.no_grad():
+        amap = detector(images) if not isinstance(detector, FeatureDetector) else detector.anomaly_map(
+            target, detector.reconstruct(target), images.shape[-2:])
+    assert amap.shape == (2, 1, 64, 64)
+
+
+def test_all_names_of_design_md_exist():
+    assert DECODERS == sorted(["none", "query1", *[f"lqd_{c}" for c in "abcdef"]])
+    assert LOSSES == ["cosine", "mse", "norm_mse"]
+    assert set(BACKBONES) == {"efficientnet_lite0", "efficientnet_b0", "efficientnet_b2", "efficientnet_b4",
+                              "efficientnet_b6", "resnet18", "resnet34", "resnet50", "resnet101"}
+    assert set(EXPERIMENTS) == {"ablation", "lqd", "loss", "freeze", "backbone", "complexity", "baselines",
+                                "cifar10"}
+
+
+@pytest.mark.parametrize("model", ["uniad", "transformer"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_transformer_variant_trains_one_step(model, loss):
+    cfg = compose_cfg(["profile=smoke", f"model={model}", f"loss={loss}"])
+    for decoder, nma, fj in itertools.product(DECODERS, [False, True], [False, True]):
+        with open_dict(cfg):
+            cfg.model.decoder = decoder
+            cfg.model.nma, cfg.model.fj = nma, fj
+        recon = instantiate_node(cfg.model, in_channels=8, feature_size=(4, 4))
+        assert (recon.attn_mask is not None) == nma and (recon.jitter is not None) == fj
+        _one_step(FeatureDetector(_TinyBackbone(), recon, instantiate_node(cfg.loss)))
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "metaformer_ae"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_baseline_trains_one_step(model, loss):
+    cfg = compose_cfg(["profile=smoke", f"model={model}", f"loss={loss}"])
+    if model == "metaformer_ae":
+        _one_step(build_detector(cfg))
+        return
+    for fj in (False, True):
+        with open_dict(cfg):
+            cfg.model.fj = fj
+        recon = instantiate_node(cfg.model, in_channels=8, feature_size=(4, 4))
+        _one_step(FeatureDetector(_TinyBackbone(), recon, instantiate_node(cfg.loss)))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_builds_offline(backbone):
+    weights = [] if backbone == "efficientnet_lite0" else ["backbone.weights=none"]
+    cfg = compose_cfg(["profile=smoke", f"backbone={backbone}", *weights])
+    feats = instantiate_node(cfg.backbone, name=cfg.backbone.name)(torch.zeros(1, 3, 64, 64))
+    assert feats.shape[-2:] == (4, 4)
+
+
+def test_trainable_backbone_is_in_train_mode_and_learnable():
+    cfg = compose_cfg(["profile=smoke", "backbone.frozen=false"])
+    detector = build_detector(cfg).train()
+    assert detector.backbone.training and not detector.frozen_target
+    assert any(p.requires_grad for p in detector.backbone.parameters())
+    frozen = build_detector(compose_cfg(["profile=smoke"])).train()
+    assert not frozen.backbone.training and not any(p.requires_grad for p in frozen.backbone.parameters())
+
+
+def test_cifar_stages_give_720_channels_for_efficientnet_b4():
+    cfg = compose_cfg(["data=cifar10", "backbone=efficientnet_b4", "backbone.weights=none"])
+    assert instantiate_node(cfg.backbone, name=cfg.backbone.name).out_channels == 720
+    cfg = compose_cfg(["backbone=efficientnet_b4", "backbone.weights=none"])
+    assert instantiate_node(cfg.backbone, name=cfg.backbone.name).out_channels == 272
+
+
+def test_lite0_weights_come_from_the_package():
+    import timm
+
+    cfg = compose_cfg(["profile=smoke"])
+    backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name)
+    random = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(0, 1, 2, 3))
+    w = backbone.net.conv_stem.weight
+    assert not torch.allclose(w, random.conv_stem.weight)
+    assert backbone.out_channels == 16 + 24 + 40 + 112
+
+
+def test_imagenet_weights_without_network_name_the_alternatives(monkeypatch):
+    import timm
+
+    from models.backbone import BackboneWeightsError
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kw):
+        if pretrained:
+            raise OSError("no network")
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    cfg = compose_cfg(["profile=smoke", "backbone=resnet18"])
+    with pytest.raises(Exception, match=r"backbone.weights=none or backbone.weights=PATH") as info:
+        instantiate_node(cfg.backbone, name=cfg.backbone.name)
+    assert isinstance(info.value.__cause__ or info.value, BackboneWeightsError)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_names_itself(experiment):
+    cfg = compose_cfg([f"+experiment={experiment}", "profile=smoke"])
+    assert cfg.experiment == experiment

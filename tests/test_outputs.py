@@ -1,0 +1,59 @@
+"""What a job leaves beside its record: all seven metrics, csv and offline wandb logs, C.3 renderings."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from bench.job import run
+from bench.metrics import METRICS
+from tests.conftest import compose_cfg
+
+SMOKE = ["profile=smoke", "data.generator.n_train=4"]
+
+
+@pytest.mark.slow
+def test_all_metrics_and_csv_logger(tmp_paths):
+    record = run(compose_cfg([*SMOKE, "eval.metrics=all", "logger=csv"]), tmp_paths / "run")
+    assert set(record["metrics"]["mean"]) == set(METRICS)
+    for values in record["metrics"]["per_class"].values():
+        assert set(values) == set(METRICS)
+    rows = list(csv.DictReader((tmp_paths / "run" / "log.csv").open()))
+    assert len(rows) == 2 and {"train/loss", "train/lr", "epoch"} <= set(rows[0])
+    final = list(csv.DictReader((tmp_paths / "run" / "final_metrics.csv").open()))
+    assert final[-1]["category"] == "mean" and len(final) == len(record["metrics"]["per_class"]) + 1
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_config_losses_table_and_images(tmp_paths, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_cfg([*SMOKE, "logger=wandb", "eval.save_maps=1", "+experiment=ablation", "row=s2_9", "seed=2"])
+    record = run(cfg, tmp_paths / "run", overrides=["+experiment=ablation", "row=s2_9", "seed=2"])
+    assert record["status"] == "completed"
+    runs = list((tmp_paths / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = {p.name for p in runs[0].rglob("*")}
+    assert any(name.endswith(".wandb") for name in files)
+    assert "config.yaml" in files
+    blob = next(runs[0].glob("*.wandb")).read_bytes()
+    for needle in (b"train/loss", b"metrics/per_class", b"maps/", b"ablation", b"seed=2"):
+        assert needle in blob, needle
+
+
+@pytest.mark.slow
+def test_vis_decoder_and_recon_grid(tmp_paths):
+    fit = run(compose_cfg(SMOKE), tmp_paths / "fit")
+    assert fit["status"] == "completed"
+    vis = run(compose_cfg([*SMOKE, "task=train_vis_decoder"]), tmp_paths / "vis")
+    ckpt = vis["outputs"]["vis_decoder"]
+    assert vis["outputs"]["loss_last"] < vis["outputs"]["loss_first"]
+    recon = run(compose_cfg([*SMOKE, "task=vis_recon", f"ckpt={ckpt}", f"vis.models=[{tmp_paths / 'fit'}]"]),
+                tmp_paths / "recon")
+    png = tmp_paths / "recon" / "vis_recon.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert recon["outputs"]["images"] == 2 and recon["outputs"]["models"] == ["uniad (lqd_a)"]
+    record = json.loads((tmp_paths / "recon" / "metrics.json").read_text())
+    assert record["status"] == "completed"
