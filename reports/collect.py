@@ -1,0 +1,283 @@
+"""Find run records (``metrics.json``) under run or multirun folders and load them into one DataFrame.
+
+One row per record. Columns:
+
+- ``run_dir`` (the folder holding the record), ``status``, ``error``, ``task``, ``experiment``, ``seed``,
+  ``n_seeds`` (how many seeds the experiment asked for, when the record says), ``overrides`` (tuple of
+  strings), ``swept`` (the overrides that define a row: without the seed, the experiment and the keys in
+  :data:`IGNORED_KEYS`, sorted, comma-joined; ``""`` for the defaults), ``has_maps``, ``git_sha``,
+  ``git_dirty`` (from ``env``);
+- ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
+- ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]);
+- ``complexity.<name>``: ``learnable_params``, ``gflops``, ``backbone_params`` …;
+- ``per_class.<category>.<metric>``: ``metrics.per_class``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+RECORD = "metrics.json"
+FIXED_COLUMNS = (
+    "run_dir",
+    "status",
+    "error",
+    "task",
+    "experiment",
+    "seed",
+    "n_seeds",
+    "overrides",
+    "swept",
+    "has_maps",
+    "git_sha",
+    "git_dirty",
+)
+# Config keys (and override keys) that do not change what a run measures: they never split a table row and
+# never make a row of the generic table. Everything else must agree for runs to be averaged together.
+IGNORED_KEYS = (
+    "seed",
+    "experiment",
+    "n_seeds",
+    "rerun",
+    "ckpt",
+    "logger",
+    "hydra",
+    "paths",
+    "data.root",
+    "trainer.device",
+    "trainer.num_workers",
+    "trainer.compile",
+    "eval.save_maps",
+    "eval.batch_size",
+    "cache",
+    "vis",
+)
+METRIC_ORDER = (
+    "image_auroc",
+    "pixel_auroc",
+    "image_ap",
+    "image_f1_max",
+    "pixel_ap",
+    "pixel_f1_max",
+    "pixel_aupro",
+)
+
+
+@dataclass
+class Collection:
+    """What :func:`collect` found: the runs, and the records it could not read."""
+
+    frame: pd.DataFrame
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line reason)
+    roots: list[str] = field(default_factory=list)
+
+
+def is_missing(value) -> bool:
+    """None, NaN or pd.NA (safe on tuples and strings, unlike ``pd.isna``)."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def is_ignored(key: str) -> bool:
+    """Whether a dotted config key (or an override key such as ``hydra/launcher``) is in IGNORED_KEYS."""
+    key = key.lstrip("+~")
+    if key.startswith("config."):
+        key = key[len("config.") :]
+    return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in IGNORED_KEYS)
+
+
+def find_records(paths: Iterable[str | Path]) -> list[Path]:
+    """Every ``metrics.json`` under the given folders (recursively; a path may also be a record itself).
+
+    Hidden folders (``.hydra``, ``.git``) are skipped; the result is sorted and free of duplicates.
+    """
+    found: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            if path.name == RECORD:
+                found.add(path)
+            continue
+        if not path.is_dir():
+            raise FileNotFoundError(f"no such run folder: {path}")
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if RECORD in files:
+                found.add(Path(folder) / RECORD)
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def load_record(path: str | Path) -> dict:
+    """The parsed record; raises ``ValueError`` with a one-line reason when it is not a JSON object."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object but {type(record).__name__}")
+    return record
+
+
+def flatten(obj, prefix: str) -> dict:
+    """``{"a": {"b": [1, 2]}}`` → ``{prefix + "a.b": (1, 2)}`` (lists become tuples, nested lists too)."""
+    out: dict = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        if not obj and prefix:
+            out[prefix[:-1]] = None
+        return out
+    out[prefix[:-1]] = _freeze(obj)
+    return out
+
+
+def _freeze(value):
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def swept_of(overrides: Iterable[str]) -> str:
+    """The overrides that define a row: no seed, no experiment, nothing in IGNORED_KEYS; sorted."""
+    keep = sorted(o for o in overrides if not is_ignored(_override_key(o)))
+    return ",".join(keep)
+
+
+def record_row(record: dict, run_dir: str | Path) -> dict:
+    """One DataFrame row (a flat dict) from one record."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    complexity = record.get("complexity") if isinstance(record.get("complexity"), dict) else {}
+    overrides = tuple(str(o) for o in (record.get("overrides") or []))
+    status = str(record.get("status") or "unknown")
+    error = record.get("error")
+    if status != "completed" and not error:
+        error = f"status {status!r} (no error recorded)"
+    experiment = record.get("experiment", config.get("experiment"))
+    seed = record.get("seed", config.get("seed"))
+    row = {
+        "run_dir": Path(run_dir).as_posix(),
+        "status": status,
+        "error": " ".join(str(error).split()) if error else None,
+        "task": record.get("task", config.get("task")),
+        "experiment": experiment if experiment not in ("", None) else None,
+        "seed": int(seed) if isinstance(seed, int | float) and not is_missing(seed) else None,
+        "n_seeds": config.get("n_seeds") if isinstance(config.get("n_seeds"), int) else None,
+        "overrides": overrides,
+        "swept": swept_of(overrides),
+        "has_maps": (Path(run_dir) / "maps").is_dir(),
+    }
+    env = record.get("env") if isinstance(record.get("env"), dict) else {}
+    row["git_sha"] = env.get("git_sha")
+    row["git_dirty"] = env.get("git_dirty")
+    row.update(flatten(config, "config."))
+    for name, value in (metrics.get("mean") or {}).items():
+        row[f"metric.{name}"] = _number(value)
+    for category, values in (metrics.get("per_class") or {}).items():
+        for name, value in (values or {}).items():
+            row[f"per_class.{category}.{name}"] = _number(value)
+    for name, value in complexity.items():
+        row[f"complexity.{name}"] = _number(value) if not isinstance(value, str) else value
+    return row
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan") if value is None else value
+    return float(value)
+
+
+def metric_sort_key(name: str) -> tuple:
+    return (METRIC_ORDER.index(name), "") if name in METRIC_ORDER else (len(METRIC_ORDER), name)
+
+
+def _column_order(columns: Iterable[str]) -> list[str]:
+    columns = set(columns)
+    fixed = [c for c in FIXED_COLUMNS if c in columns]
+    config = sorted(c for c in columns if c.startswith("config."))
+    metric = sorted((c for c in columns if c.startswith("metric.")), key=lambda c: metric_sort_key(c[7:]))
+    complexity = sorted(c for c in columns if c.startswith("complexity."))
+
+    def per_class_key(c: str):
+        category, name = c[len("per_class.") :].rsplit(".", 1)
+        return (category, metric_sort_key(name))
+
+    per_class = sorted((c for c in columns if c.startswith("per_class.")), key=per_class_key)
+    rest = sorted(columns - set(fixed) - set(config) - set(metric) - set(complexity) - set(per_class))
+    return [*fixed, *config, *metric, *complexity, *per_class, *rest]
+
+
+def records_frame(rows: list[dict]) -> pd.DataFrame:
+    """DataFrame from :func:`record_row` dicts, columns in a fixed order, rows sorted by ``run_dir``."""
+    if not rows:
+        return pd.DataFrame(columns=list(FIXED_COLUMNS))
+    frame = pd.DataFrame(rows, dtype=object)  # object: config ints stay ints beside missing values
+    frame = frame[_column_order(frame.columns)]
+    for column in frame.columns:
+        if column.startswith(("metric.", "complexity.", "per_class.")):
+            numeric = pd.to_numeric(frame[column], errors="coerce")
+            if numeric.notna().sum() == frame[column].map(lambda v: not is_missing(v)).sum():
+                frame[column] = numeric.astype(float)
+    frame = frame.sort_values("run_dir", kind="stable").reset_index(drop=True)
+    for column in ("seed", "n_seeds"):
+        frame[column] = frame[column].astype("Int64")
+    frame["has_maps"] = frame["has_maps"].astype(bool)
+    for column in ("run_dir", "status", "error", "task", "experiment", "swept"):
+        frame[column] = frame[column].map(lambda v: None if is_missing(v) else v).astype(object)
+    return frame
+
+
+def collect(paths: Iterable[str | Path]) -> Collection:
+    """Find and load every record under ``paths``; unreadable files are kept aside with their reason."""
+    paths = [Path(p) for p in paths]
+    rows, unreadable = [], []
+    for record_path in find_records(paths):
+        try:
+            record = load_record(record_path)
+        except ValueError as exc:
+            unreadable.append((record_path.as_posix(), str(exc)))
+            continue
+        rows.append(record_row(record, record_path.parent))
+    return Collection(frame=records_frame(rows), unreadable=unreadable, roots=[p.as_posix() for p in paths])
+
+
+def failed_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs that did not complete, with their one-line error."""
+    if frame.empty:
+        return frame
+    return frame[frame["status"] != "completed"][["run_dir", "experiment", "seed", "status", "error"]]
+
+
+def comparable_columns(frame: pd.DataFrame) -> list[str]:
+    """Config columns that must agree for two runs to be averaged (all but IGNORED_KEYS)."""
+    return [c for c in frame.columns if c.startswith("config.") and not is_ignored(c)]
+
+
+def metric_names(frame: pd.DataFrame, prefix: str = "metric.") -> list[str]:
+    names = [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
+    return sorted(names, key=metric_sort_key)
+
+
+def per_class_columns(frame: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:
+    """``{category: [(metric, column), …]}`` for the per-class columns with any value in ``frame``."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for column in frame.columns:
+        if not column.startswith("per_class.") or frame[column].isna().all():
+            continue
+        category, name = column[len("per_class.") :].rsplit(".", 1)
+        out.setdefault(category, []).append((name, column))
+    return {c: sorted(v, key=lambda t: metric_sort_key(t[0])) for c, v in sorted(out.items())}

@@ -1,0 +1,63 @@
+"""The paper's numbers, transcribed once from the seed into ``reports/paper_numbers.csv``.
+
+Columns: ``table`` (S2 … S7, C.1, C.4), ``row`` (the row id used by :mod:`reports.layouts`),
+``metric`` (``image_auroc``/``pixel_auroc`` in percent, ``gflops`` in G, ``*_params_m`` in millions),
+``value``, ``unit`` and ``source`` (where in the seed, or another document, the number comes from).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+PAPER_CSV = Path(__file__).resolve().parent / "paper_numbers.csv"
+COLUMNS = ("table", "row", "metric", "value", "unit", "source")
+
+
+def load_paper(path: str | Path | None = None) -> pd.DataFrame:
+    """The transcribed numbers as a DataFrame (``row`` kept as text: "01234" stays "01234")."""
+    frame = pd.read_csv(path or PAPER_CSV, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path or PAPER_CSV}: missing columns {missing}")
+    frame["text"] = frame["value"].str.strip()  # as printed in the paper ("19" stays "19", not "19.0")
+    frame["value"] = pd.to_numeric(frame["text"], errors="raise").astype(float)
+    duplicated = frame.duplicated(["table", "row", "metric"])
+    if duplicated.any():
+        raise ValueError(
+            f"duplicated paper numbers: {frame[duplicated][['table', 'row', 'metric']].values.tolist()}"
+        )
+    return frame
+
+
+def paper_lookup(paper: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, str, str]]:
+    """``{(table, row, metric): (value, text, source)}`` for fast lookups."""
+    return {
+        (t, r, m): (float(v), str(x), str(s))
+        for t, r, m, v, x, s in zip(
+            paper["table"],
+            paper["row"],
+            paper["metric"],
+            paper["value"],
+            paper["text"],
+            paper["source"],
+            strict=True,
+        )
+    }
+
+
+def paper_value(
+    paper: pd.DataFrame | dict, table: str, row: str | None, metric: str
+) -> tuple[float | None, str | None]:
+    """``(value, source)`` of one paper cell, ``(None, None)`` when the paper has no number there."""
+    lookup = paper if isinstance(paper, dict) else paper_lookup(paper)
+    hit = lookup.get((table, row, metric)) if row is not None else None
+    return (None, None) if hit is None else (hit[0], hit[2])
+
+
+def paper_text(paper: pd.DataFrame | dict, table: str, row: str | None, metric: str) -> str | None:
+    """The paper's number as printed (the CSV text), None when the paper has none."""
+    lookup = paper if isinstance(paper, dict) else paper_lookup(paper)
+    hit = lookup.get((table, row, metric)) if row is not None else None
+    return None if hit is None else hit[1]
