@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from bench import checkpoint
 from bench.build import build_datasets, build_detector
 from bench.complexity import complexity
+from bench.evaluate import evaluate
 from bench.feature_cache import cached_features
+from bench.fit import fit
 from bench.loggers import make_logger
 from bench.record import RECORD, environment, read_record, write_json_atomic
 
@@ -86,23 +88,12 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         train_feats, hit = _features(detector, train_set, cfg, "train", device)
         timing["features_s"] = round(time.perf_counter() - t0, 3)
         record["cache"] = {"used": train_feats is not None, "hit": hit}
-        timing.update(checkpoint_fit(detector, train_set, cfg, run_dir, device, train_feats, logger))
+        timing.update(fit(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
+                          features=train_feats, logger=logger))
     test_feats, _ = _features(detector, test_set, cfg, "test", device)
-    record["metrics"], eval_timing = _evaluate(detector, test_set, cfg, device, test_feats, run_dir, logger)
+    record["metrics"], eval_timing = evaluate(detector, test_set, cfg.eval, device=device, features=test_feats,
+                                              run_dir=run_dir, logger=logger)
     timing.update(eval_timing)
-
-
-def checkpoint_fit(detector, train_set, cfg, run_dir, device, feats, logger) -> dict:
-    from bench.fit import fit
-
-    return fit(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
-               features=feats, logger=logger)
-
-
-def _evaluate(detector, test_set, cfg, device, feats, run_dir, logger):
-    from bench.evaluate import evaluate
-
-    return evaluate(detector, test_set, cfg.eval, device=device, features=feats, run_dir=run_dir, logger=logger)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
