@@ -27,6 +27,9 @@ lint: install
 perf: install
 	$(PY) -m bench.perf
 
+# Real-SLURM tests (root; ~5 min): a throwaway one-node cluster with accounting on loopback
+# (tests/slurm/cluster.py installs Debian's slurm/munge/mariadb packages when absent), then the
+# `slurm`-marked tests; prints "slurm tests: SKIPPED (reason)" where no cluster can be started.
 test-slurm: install
 	bash tests/slurm/run.sh
 

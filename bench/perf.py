@@ -3,9 +3,9 @@
 For the configured detector (Hydra overrides as for ``python -m bench``, e.g. ``backbone=efficientnet_b4
 backbone.weights=none``) it measures, on synthetic random images (no dataset is read or written):
 
-* train images/s with the frozen-feature cache (features computed once, stored in ``cache.dtype`` on the
-  host as the disk cache holds them, one batch gathered and moved to the device per step, as ``bench.fit``
-  does) and without it (a backbone forward every step);
+* train images/s with the frozen-feature cache (features computed once and kept on the device in
+  ``cache.dtype``; a step gathers its batch and casts it to float32) and without it (a backbone forward
+  every step);
 * inference images/s of backbone + reconstruction + anomaly map, and of reconstruction + map on cached
   features; latency at batch 1;
 * peak memory per phase (CPU: resident set high-water mark; CUDA: max allocated), learnable params, GFLOPs;
@@ -81,6 +81,13 @@ def device_name(device: torch.device) -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+def load_average() -> float | None:
+    """The host's 1-minute load average: other processes on the same cores skew every CPU figure."""
+    with contextlib.suppress(OSError, AttributeError):
+        return round(os.getloadavg()[0], 2)
+    return None
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -297,6 +304,7 @@ def make_official_step(model, trainer_cfg, device, batches):
 def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, rounds: int, infer_batches: int,
               latency_runs: int, official: str | None, device: torch.device, log=print) -> dict:
     torch.manual_seed(int(cfg.seed))
+    load_before = load_average()
     size = int(cfg.data.image_size)
     memory = PeakMemory(device)
     log(f"building {cfg.model.name} on {cfg.backbone.name} at {size} px, {device}")
@@ -308,20 +316,20 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
     generator = torch.Generator().manual_seed(0)
     pool = torch.randn(2 * batch_size, 3, size, size, generator=generator).to(device)
     # step i trains on a random batch of the pool, as a shuffled epoch would
-    picks = [torch.randperm(pool.shape[0], generator=generator)[:batch_size] for _ in range(8)]
+    picks = [torch.randperm(pool.shape[0], generator=generator)[:batch_size].to(device) for _ in range(8)]
 
     def images(i: int):
-        return "images", pool[picks[i % len(picks)].to(device)]
+        return "images", pool[picks[i % len(picks)]]
 
     phases, notes = {}, []
     features = None
     with torch.no_grad():
         detector.eval()
-        if cacheable:  # what the disk cache holds: host tensor in cache.dtype
-            features = detector.target(pool).to("cpu", DTYPES[cache_dtype])
+        if cacheable:  # what the disk cache holds, in cache.dtype, precomputed on the device
+            features = detector.target(pool).to(DTYPES[cache_dtype])
     if features is not None:
         def cached(i: int):
-            return "features", features[picks[i % len(picks)]].to(device, non_blocking=True).float()
+            return "features", features[picks[i % len(picks)]].float()
 
         phases["train_cached"] = make_train_step(detector, cfg.trainer, device, cached)
     else:
@@ -422,6 +430,7 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
         "official_params_match": (official_params == stats["reconstruction_params"]) if official_params else None,
         "speedup_vs_official_cached": r(cached_rate / official_rate, 3) if official_rate and cached_rate else None,
         "official_status": official_status,
+        "load_average_1min": [load_before, load_average()],
         "notes": notes,
     }
 
@@ -465,10 +474,15 @@ def markdown(result: dict) -> str:
         elif key == "learnable_params" and value is not None:
             value = f"{value:,}"
         elif key in ("official_train_images_per_s", "speedup_vs_official_cached") and value is None:
-            value = result["official_status"]
+            value = result["official_status"].split(":")[0].split(" (")[0]  # "skipped" / "not requested"
         lines.append(f"| {label} | {'n/a' if value is None else value} |")
     phases = ", ".join(f"{k} {v}" for k, v in result["peak_memory_mb_by_phase"].items())
     lines += ["", f"Peak memory by phase (MB): {phases}.", f"Official UniAD: {result['official_status']}."]
+    load = [x for x in result.get("load_average_1min") or [] if x is not None]
+    if load and result["device"] == "cpu":
+        lines.append(f"Host 1-minute load average before/after: {' / '.join(map(str, load))} on "
+                     f"{os.cpu_count()} CPUs" + (" (other processes shared the cores: absolute CPU figures are "
+                     "pessimistic; the ratios come from interleaved rounds)" if max(load) > 1.5 else "") + ".")
     lines += [f"Note: {n}." for n in result["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -479,15 +493,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides, e.g. backbone=efficientnet_b4 data.image_size=224")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
-    parser.add_argument("--steps", type=int, default=4, help="timed train steps per phase (default 4)")
+    parser.add_argument("--steps", type=int, default=6, help="timed train steps per phase (default 6)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps per phase (default 1)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds the timed steps are split into")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the steps are split into (default 3)")
     parser.add_argument("--batch-size", type=int, default=8, help="train and inference batch size (default 8)")
     parser.add_argument("--infer-batches", type=int, default=2, help="timed inference batches per phase")
     parser.add_argument("--latency-runs", type=int, default=5, help="timed batch-1 forwards (median)")
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: trainer.device)")
     parser.add_argument("--out", default=str(ROOT / "reports"), help="folder for perf.md and perf.json")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     if min(args.steps, args.batch_size, args.rounds, args.infer_batches, args.latency_runs) < 1 or args.warmup < 0:
         parser.error("--steps, --batch-size, --rounds, --infer-batches and --latency-runs must be >= 1")
     cfg = compose_config(args.overrides)

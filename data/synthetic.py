@@ -24,7 +24,7 @@ from skimage import data as skdata
 
 from data.errors import DatasetError
 
-VERSION = "v1"
+VERSION = "v2"
 # Grey textures of skimage, tinted (RGB gains) so categories differ in colour as well as structure.
 TEXTURES = {
     "brick": (1.0, 0.62, 0.5),
@@ -91,8 +91,10 @@ def normal_image(category: str, size: int, rng: np.random.Generator) -> np.ndarr
         image = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BILINEAR)
     else:
         cx, cy, side = OBJECTS[category]
-        side *= rng.uniform(0.97, 1.03)
-        cx, cy = cx + rng.uniform(-0.03, 0.03) * side, cy + rng.uniform(-0.03, 0.03) * side
+        # tightly aligned, like MVTec AD's objects: +-1% scale and shift (a few pixels), so the normal
+        # variation of an object stays well below one stride-16 feature cell
+        side *= rng.uniform(0.99, 1.01)
+        cx, cy = cx + rng.uniform(-0.01, 0.01) * side, cy + rng.uniform(-0.01, 0.01) * side
         box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
         image = Image.fromarray(source).resize((size, size), Image.BILINEAR, box=box)
     return _jitter_brightness(np.asarray(image), rng)

@@ -93,7 +93,7 @@ def test_unknown_defect_is_refused():
 
 def test_ensure_generates_once_then_reuses(tmp_path, capsys):
     path = synthetic.ensure(tmp_path, seed=3, **SMALL)
-    assert path == tmp_path / "synthetic-v1-s3-64px-2-1-1"
+    assert path == tmp_path / "synthetic-v2-s3-64px-2-1-1"
     assert (path / ".complete").is_file()
     assert "generating" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp dir left behind

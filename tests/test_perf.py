@@ -1,0 +1,99 @@
+"""bench.perf runs end to end on a tiny config (figures are not checked: this is not a timed test)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from bench import perf
+
+TINY = ["profile=smoke", "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "2",
+        "--infer-batches", "1", "--latency-runs", "1"]
+KEYS = {"device", "train_images_per_s_cached", "train_images_per_s_uncached", "infer_images_per_s",
+        "latency_ms_batch1", "peak_memory_mb", "learnable_params", "gflops", "official_train_images_per_s"}
+
+# A stand-in for a zhiyuanyou/UniAD checkout: the same file layout, constructor and forward contract
+# (dict in, dict out, ``from models.initializer import ...``, einops, hard-coded ``.cuda()``), nothing else.
+FAKE_OFFICIAL = '''
+import torch
+from einops import rearrange
+from models.initializer import initialize_from_cfg
+from torch import nn
+
+
+class UniAD(nn.Module):
+    def __init__(self, inplanes, instrides, feature_size, feature_jitter, neighbor_mask, hidden_dim,
+                 pos_embed_type, save_recon, initializer, **kwargs):
+        super().__init__()
+        assert feature_jitter.scale == 20 and neighbor_mask.mask == [True, True, True] and not save_recon
+        self.feature_size = feature_size
+        self.input_proj = nn.Linear(inplanes[0], hidden_dim)
+        self.output_proj = nn.Linear(hidden_dim, inplanes[0])
+        initialize_from_cfg(self, initializer)
+
+    def forward(self, input):
+        feature_align = input["feature_align"]
+        tokens = rearrange(feature_align, "b c h w -> (h w) b c")
+        tokens = tokens + torch.randn(tokens.shape).cuda() * 0.01
+        rec = rearrange(self.output_proj(self.input_proj(tokens)), "(h w) b c -> b c h w", h=self.feature_size[0])
+        pred = torch.sqrt(torch.sum((rec - feature_align) ** 2, dim=1, keepdim=True))
+        return {"feature_rec": rec, "feature_align": feature_align, "pred": pred}
+'''
+
+
+def fake_checkout(root):
+    (root / "models" / "reconstructions").mkdir(parents=True)
+    (root / "models" / "__init__.py").write_text("")
+    (root / "models" / "initializer.py").write_text(textwrap.dedent('''
+        def initialize_from_cfg(model, cfg):
+            assert cfg == {"method": "xavier_uniform"}
+    '''))
+    (root / "models" / "reconstructions" / "uniad.py").write_text(FAKE_OFFICIAL)
+    return root
+
+
+def test_perf_writes_the_report_and_skips_an_absent_official_checkout(tmp_path, capsys):
+    result = perf.main([*TINY, "--out", str(tmp_path / "out"), "--official", str(tmp_path / "no-such-checkout")])
+    saved = json.loads((tmp_path / "out" / "perf.json").read_text())
+    assert KEYS <= saved.keys() and saved == json.loads(json.dumps(result))
+    assert saved["device"] == "cpu" and saved["official_train_images_per_s"] is None
+    assert saved["official_status"].startswith("skipped: no models/reconstructions/uniad.py")
+    for key in ("train_images_per_s_cached", "train_images_per_s_uncached", "infer_images_per_s",
+                "latency_ms_batch1", "peak_memory_mb", "gflops"):
+        assert saved[key] > 0, key
+    assert saved["learnable_params"] > 0
+    markdown = (tmp_path / "out" / "perf.md").read_text()
+    assert "| train images/s, feature cache |" in markdown and "skipped" in markdown
+    assert markdown in capsys.readouterr().out
+
+
+def test_perf_times_an_official_checkout_from_its_path(tmp_path):
+    import models.uniad  # noqa: F401  (ours, loaded before: it must survive the official import)
+
+    ours = sys.modules["models"]
+    cuda = torch.Tensor.cuda
+    result = perf.main([*TINY, "--out", str(tmp_path / "out"), "--official", str(fake_checkout(tmp_path / "UniAD"))])
+    assert result["official_status"].startswith("measured"), result["official_status"]
+    assert result["official_train_images_per_s"] > 0 and result["speedup_vs_official_cached"] > 0
+    assert sys.modules["models"] is ours and "models.initializer" not in sys.modules
+    assert torch.Tensor.cuda is cuda
+    assert sys.modules.get("einops") is None or not result["official_status"].endswith("(einops stand-in)")
+
+
+def test_a_model_without_frozen_features_is_measured_without_cache(tmp_path):
+    result = perf.main([*TINY, "backbone.frozen=false", "--out", str(tmp_path)])
+    assert result["train_images_per_s_cached"] is None and result["train_images_per_s_uncached"] > 0
+    assert result["notes"]
+
+
+def test_einops_stand_in_round_trips():
+    x = torch.randn(2, 5, 3, 4)
+    tokens = perf._rearrange(x, "b c h w -> (h w) b c")
+    assert tokens.shape == (12, 2, 5) and torch.equal(tokens[1 * 4 + 2, 1], x[1, :, 1, 2])  # token h*W + w
+    assert torch.equal(perf._rearrange(tokens, "(h w) b c -> b c h w", h=3), x)
+    with pytest.raises(NotImplementedError):
+        perf._rearrange(x, "b c h w -> b (c h w)")
