@@ -19,7 +19,7 @@ demo: install
 	$(PY) -m bench
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/slurm
 
 lint: install
 	$(VENV)/bin/ruff check .
