@@ -23,7 +23,7 @@ def _bench(args, tmp_path, timeout=600):
 @pytest.mark.slow
 def test_ablation_sweep_renders_s2_and_a_rerun_skips_every_cell(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["+experiment=ablation", "-m", *TINY, "hydra.sweeper.params.seed=1,2", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "+experiment=ablation", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}"]
     first = _bench(args, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     records = sorted(sweep.rglob("metrics.json"))
