@@ -63,6 +63,7 @@ def _features(detector, dataset, cfg, split: str, device):
         **{k: data.get(k) for k in ("generator", "categories", "normal_classes")},
         "backbone": cfg.backbone.timm_name, "weights": str(cfg.backbone.weights),
         "outlayers": list(cfg.backbone.outlayers), "image_size": int(cfg.data.image_size),
+        "feature_stride": int(cfg.backbone.get("feature_stride", 16)),
     }
     root = cfg.paths.cache_root if cfg.cache.get("disk", True) else None
     feats, hit = cached_features(detector, dataset, split=split, key_parts=parts, cache_root=root,

@@ -88,7 +88,7 @@ def test_same_key_hits_without_recomputing(paths, computed):
 def test_every_key_part_invalidates(paths, computed):
     job_features([])
     variants = [["data.image_size=96"], ["backbone.weights=none"], ["data.outlayers=[1,2,3]"],
-                ["data.categories=[brick]"], ["cache.dtype=float32"]]
+                ["data.categories=[brick]"], ["cache.dtype=float32"], ["backbone.feature_stride=8"]]
     for n, overrides in enumerate(variants, start=2):
         feats, hit = job_features(overrides)
         assert hit is False, overrides
