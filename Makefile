@@ -24,8 +24,11 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# make perf [OFFICIAL=path/to/UniAD checkout] [PERF_ARGS="--batch-size 64 backbone=efficientnet_b4 ..."]
+OFFICIAL  ?=
+PERF_ARGS ?=
 perf: install
-	$(PY) -m bench.perf
+	$(PY) -m bench.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
 
 # Real-SLURM tests (root; ~5 min): a throwaway one-node cluster with accounting on loopback
 # (tests/slurm/cluster.py installs Debian's slurm/munge/mariadb packages when absent), then the

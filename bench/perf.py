@@ -493,9 +493,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides, e.g. backbone=efficientnet_b4 data.image_size=224")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
-    parser.add_argument("--steps", type=int, default=6, help="timed train steps per phase (default 6)")
+    parser.add_argument("--steps", type=int, default=24, help="timed train steps per phase (default 24)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps per phase (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the steps are split into (default 3)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds the steps are split into (default 4)")
     parser.add_argument("--batch-size", type=int, default=8, help="train and inference batch size (default 8)")
     parser.add_argument("--infer-batches", type=int, default=2, help="timed inference batches per phase")
     parser.add_argument("--latency-runs", type=int, default=5, help="timed batch-1 forwards (median)")
