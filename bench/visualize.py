@@ -55,7 +55,7 @@ def train_vis_decoder(cfg: DictConfig, run_dir: Path, device) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
     path = Path(run_dir) / VIS_CKPT
     checkpoint.save(path, model=decoder.state_dict(), backbone=cfg.backbone.name,
