@@ -53,8 +53,11 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
     x = np.arange(len(rows))
     width = 0.4 if layout.has_paper else 0.7
     width_in = max(4.0, 0.55 * len(rows) + 1.5) * len(metrics)
+    labels = [_row_label(r) for r in rows]
     fig = Figure(figsize=(width_in, 4.2))
-    fig.subplots_adjust(left=0.8 / width_in, right=1 - 0.2 / width_in, bottom=0.32, top=0.86, wspace=0.25)
+    # room below the axes for the 45°-rotated row labels (about 0.045 in of height per character at 8 pt)
+    bottom = min(0.4, max(0.12, (0.35 + 0.045 * max(map(len, labels))) / 4.2))
+    fig.subplots_adjust(left=0.8 / width_in, right=1 - 0.2 / width_in, bottom=bottom, top=0.8, wspace=0.25)
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), k + 1)
         cells = [r.cells[metric.key] for r in rows]
@@ -83,14 +86,15 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
             ax.set_ylim(low, 100.0)
         elif values and min(values) > 0 and max(values) / min(values) > 50:
             ax.set_yscale("log")
-        ax.set_xticks(x, [_row_label(r) for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel(
             metric.label if f"({metric.unit})" in metric.label else f"{metric.label} ({metric.unit})"
         )
         ax.set_title(f"{metric.label}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=7, loc="best", framealpha=0.9)
+        if k == 0:  # one legend between the title and the panels, never over a bar
+            fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=2,
+                       fontsize=7, frameon=False)
     fig.suptitle(f"Table {layout.key}: {layout.title}" if layout.has_paper else layout.title, fontsize=10)
     return _save(fig, Path(path))
 
