@@ -53,10 +53,11 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
     x = np.arange(len(rows))
     width = 0.4 if layout.has_paper else 0.7
     width_in = max(4.0, 0.55 * len(rows) + 1.5) * len(metrics)
+    height_in = 4.2
     labels = [_row_label(r) for r in rows]
-    fig = Figure(figsize=(width_in, 4.2))
+    fig = Figure(figsize=(width_in, height_in))
     # room below the axes for the 45°-rotated row labels (about 0.045 in of height per character at 8 pt)
-    bottom = min(0.4, max(0.12, (0.35 + 0.045 * max(map(len, labels))) / 4.2))
+    bottom = min(0.4, max(0.12, (0.35 + 0.045 * max(map(len, labels))) / height_in))
     fig.subplots_adjust(left=0.8 / width_in, right=1 - 0.2 / width_in, bottom=bottom, top=0.8, wspace=0.25)
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), k + 1)
