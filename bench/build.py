@@ -24,11 +24,18 @@ def feature_size(cfg: DictConfig) -> tuple[int, int]:
 
 
 def build_detector(cfg: DictConfig) -> nn.Module:
-    """Backbone + reconstruction model + loss, as the model's ``input`` says."""
+    """Backbone + reconstruction model + loss, as the model's ``input`` says (``frozen_features``:
+    a one-pass statistics method, no loss)."""
     loss = instantiate_node(cfg.loss)
     if cfg.model.get("input", "features") == "image":
         return ImageDetector(instantiate_node(cfg.model), loss)
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name)
+    if cfg.model.get("input") == "frozen_features":  # PaDiM, PatchCore: statistics fitted in one pass
+        from models.detector import StatisticsDetector
+
+        method = instantiate_node(cfg.model, stage_channels=backbone.channels,
+                                  available_stages=list(cfg.backbone.outlayers), feature_size=feature_size(cfg))
+        return StatisticsDetector(backbone, method)
     reconstruction = instantiate_node(
         cfg.model, in_channels=backbone.out_channels, feature_size=feature_size(cfg)
     )

@@ -62,8 +62,12 @@ def evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: to
             else:
                 target = detector.target(images)
             offset += n
-            amap = detector.anomaly_map(target, detector.reconstruct(target), images.shape[-2:]).float()
-            scores.append(image_scores(amap, eval_cfg.score, int(eval_cfg.pool_size)).cpu().numpy())
+            rec = detector.reconstruct(target)
+            amap = detector.anomaly_map(target, rec, images.shape[-2:]).float()
+            # PaDiM / PatchCore score images their own way (None: the suite's pooled max)
+            own = detector.image_scores(target, rec, amap) if hasattr(detector, "image_scores") else None
+            own = image_scores(amap, eval_cfg.score, int(eval_cfg.pool_size)) if own is None else own
+            scores.append(own.float().cpu().numpy())
             maps.append(amap[:, 0].cpu().numpy())
             masks.append(batch["mask"][:, 0].numpy() > 0.5)
             labels.append(np.asarray(batch["label"]))

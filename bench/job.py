@@ -21,6 +21,7 @@ from bench.complexity import complexity
 from bench.evaluate import evaluate
 from bench.feature_cache import cached_features
 from bench.fit import fit
+from bench.fit_once import fit_statistics
 from bench.loggers import make_logger
 from bench.record import RECORD, environment, read_record, write_json_atomic
 
@@ -89,8 +90,11 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         train_feats, hit = _features(detector, train_set, cfg, "train", device)
         timing["features_s"] = round(time.perf_counter() - t0, 3)
         record["cache"] = {"used": train_feats is not None, "hit": hit}
-        timing.update(fit(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
-                          features=train_feats, logger=logger))
+        fit_fn = fit_statistics if getattr(detector, "fits_by_statistics", False) else fit  # PaDiM, PatchCore
+        timing.update(fit_fn(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
+                             features=train_feats, logger=logger))
+    if getattr(detector, "fits_by_statistics", False):  # what it stores is known once fitted
+        record["complexity"] = complexity(detector, int(cfg.data.image_size))
     test_feats, _ = _features(detector, test_set, cfg, "test", device)
     record["metrics"], eval_timing = evaluate(detector, test_set, cfg.eval, device=device, features=test_feats,
                                               run_dir=run_dir, logger=logger)

@@ -66,3 +66,61 @@ class ImageDetector(nn.Module):
 
     def forward(self, images):
         return self.anomaly_map(images, self.reconstruct(images), images.shape[-2:])
+
+
+class StatisticsDetector(nn.Module):
+    """Frozen features → statistics fitted in one pass, no optimiser (PaDiM, PatchCore; issue 15).
+
+    Same steps as ``FeatureDetector`` so evaluation treats it alike: ``reconstruct`` returns what the
+    method's ``anomaly_map`` and ``image_scores`` need (nearest-neighbour distances, Mahalanobis
+    distances), ``anomaly_map`` brings it to image size; ``fit_batches`` is the one pass over the
+    training features that replaces training, and ``loss`` does not exist.
+    """
+
+    fits_by_statistics = True
+    frozen_target = True
+
+    def __init__(self, backbone: nn.Module, method: nn.Module):
+        super().__init__()
+        if not getattr(backbone, "frozen", False):
+            raise ValueError("PaDiM and PatchCore fit statistics of frozen features: set backbone.frozen=true")
+        self.backbone = backbone
+        self.method = method
+
+    @property
+    def reconstruction(self) -> nn.Module:
+        """The fitted statistics (named as in ``FeatureDetector`` for code that counts its parts)."""
+        return self.method
+
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    # distances and Mahalanobis products stay in fp32 under any autocast (bf16 would blur the ranking)
+    @torch.no_grad()
+    def fit_batches(self, batches) -> dict:
+        with torch.autocast(self.backbone_device.type, enabled=False):
+            return self.method.fit(batches)
+
+    @property
+    def backbone_device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    def reconstruct(self, target: torch.Tensor):
+        with torch.autocast(target.device.type, enabled=False):
+            return self.method.score(target.float())
+
+    def loss(self, target, rec):
+        raise RuntimeError("PaDiM and PatchCore have no training loss: they are fitted in one pass")
+
+    def anomaly_map(self, target, rec, size):
+        with torch.autocast(target.device.type, enabled=False):
+            return self.method.anomaly_map(rec, size)
+
+    def image_scores(self, target, rec, amap) -> torch.Tensor | None:
+        """The method's own image score (PatchCore eq. 7, PaDiM max), or None for the suite's."""
+        with torch.autocast(target.device.type, enabled=False):
+            return self.method.image_scores(rec, amap)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        target = self.target(images)
+        return self.anomaly_map(target, self.reconstruct(target), images.shape[-2:])
