@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from bench import precision
 from bench.metrics import class_metrics, mean_metrics, resolve_metrics
 from models.losses import image_scores
 
@@ -38,9 +39,17 @@ def _save_examples(out_dir: Path, category: str, images, masks, maps, labels, k:
                             mask=masks[i].astype(np.uint8), map=maps[i].astype(np.float32))
 
 
+def evaluate(detector, test_set, eval_cfg, *, device: torch.device, **kwargs) -> tuple[dict, dict]:
+    """``_evaluate`` under ``eval.precision`` (the training precision unless set; bench/precision.py)."""
+    mode = precision.check(str(eval_cfg.get("precision", "fp32")))
+    precision.configure(mode, device)
+    with precision.autocast(mode, device):
+        return _evaluate(detector, test_set, eval_cfg, device=device, **kwargs)
+
+
 @torch.no_grad()
-def evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: torch.Tensor | None = None,
-             run_dir: Path | None = None, logger=None) -> tuple[dict, dict]:
+def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: torch.Tensor | None = None,
+              run_dir: Path | None = None, logger=None) -> tuple[dict, dict]:
     """Return ({"mean": {...}, "per_class": {...}}, timing)."""
     names = resolve_metrics(list(eval_cfg.metrics) if not isinstance(eval_cfg.metrics, str) else eval_cfg.metrics)
     detector.eval()

@@ -1,0 +1,100 @@
+"""trainer.precision / eval.precision (DESIGN.md section 7): each precision trains, fp32 is bit-stable on CPU,
+the precision is recorded, and the fp32 flags really turn TF32 off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench import precision
+from bench.build import build_detector, learnable_parameters
+from bench.errors import BenchError
+from bench.fit import fit, make_train_step
+from bench.job import run
+from tests.conftest import compose_cfg
+
+SMOKE = ["profile=smoke", "logger=none", "cache.disk=false"]
+
+
+def _train(mode: str, tmp_path, steps: int = 3) -> tuple[list[float], dict]:
+    """A few smoke-size train steps of fit's own step at ``mode``; (losses, final state)."""
+    cfg = compose_cfg([*SMOKE, f"trainer.precision={mode}"])
+    torch.manual_seed(0)
+    detector = build_detector(cfg)
+    params = learnable_parameters(detector)
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    step = make_train_step(detector, optimizer, params, cfg.trainer, torch.device("cpu"))
+    channels = detector.reconstruction.channel_reduction.in_features
+    h, w = detector.reconstruction.feature_size
+    x = torch.randn(4, channels, h, w, generator=torch.Generator().manual_seed(1))
+    detector.train()
+    losses = [float(step("features", x)) for _ in range(steps)]
+    return losses, {k: v.clone() for k, v in detector.reconstruction.state_dict().items()}
+
+
+@pytest.mark.parametrize("mode", precision.PRECISIONS)
+def test_each_precision_trains_with_fp32_parameters_and_loss(mode, tmp_path):
+    losses, state = _train(mode, tmp_path, steps=6)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_bf16_autocast_runs_the_matmuls_in_bf16():
+    cfg = compose_cfg([*SMOKE, "trainer.precision=bf16"])
+    detector = build_detector(cfg).train()
+    channels = detector.reconstruction.channel_reduction.in_features
+    h, w = detector.reconstruction.feature_size
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, args, out: seen.append(out.dtype) if isinstance(m, torch.nn.Linear) else None)
+    try:
+        with precision.autocast("bf16", torch.device("cpu")):
+            detector.reconstruct(torch.randn(2, channels, h, w))
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+
+
+def test_fp32_training_is_bit_stable_across_two_runs(tmp_path):
+    losses_a, state_a = _train("fp32", tmp_path)
+    losses_b, state_b = _train("fp32", tmp_path)
+    assert losses_a == losses_b
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_fp32_turns_tf32_off_and_tf32_turns_it_on_for_cuda():
+    try:
+        assert precision.configure("tf32", torch.device("cuda")) == "tf32"
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert precision.configure("fp32", torch.device("cuda")) == "fp32"
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert precision.configure("tf32", torch.device("cpu")) == "fp32"  # no TF32 on CPU
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        precision.configure("fp32", torch.device("cpu"))
+
+
+def test_unknown_precision_is_refused_in_one_line(tmp_path):
+    cfg = compose_cfg([*SMOKE, "trainer.precision=fp16"])
+    with pytest.raises(BenchError, match="precision='fp16' is unknown; choose one of fp32, tf32, bf16"):
+        fit(build_detector(cfg), None, cfg.trainer, run_dir=tmp_path, device=torch.device("cpu"), seed=0,
+            features=torch.zeros(2, 1, 1, 1))
+
+
+def test_config_defaults_paper_fp32_and_eval_follows_training():
+    paper = compose_cfg(["profile=paper"])
+    assert paper.trainer.precision == "fp32" and paper.eval.precision == "fp32"
+    cfg = compose_cfg(["trainer.precision=bf16"])
+    assert cfg.eval.precision == "bf16"
+    assert compose_cfg(["trainer.precision=bf16", "eval.precision=fp32"]).eval.precision == "fp32"
+
+
+@pytest.mark.slow
+def test_precision_is_recorded_in_the_run_record(tmp_paths):
+    record = run(compose_cfg([*SMOKE, "trainer.precision=bf16", "eval.precision=fp32"]), tmp_paths / "run")
+    assert record["status"] == "completed"
+    assert record["config"]["trainer"]["precision"] == "bf16" and record["config"]["eval"]["precision"] == "fp32"
+    assert record["env"]["precision"] == "bf16" and record["env"]["eval_precision"] == "fp32"
+    assert 0 <= record["metrics"]["mean"]["image_auroc"] <= 1
