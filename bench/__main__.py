@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -12,6 +13,18 @@ from omegaconf import DictConfig
 import bench  # noqa: F401  (registers the config resolvers)
 from bench.job import run
 from bench.summary import format_summary
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def multirun_first(argv: list[str]) -> list[str]:
+    """``argv`` with ``-m``/``--multirun`` moved to the front of the arguments: Hydra's argparse takes the
+    flag only before the overrides, ``python -m bench +experiment=ablation -m`` is as natural."""
+    args = argv[1:]
+    flags = [a for a in args if a in MULTIRUN_FLAGS]
+    if not flags:
+        return list(argv)
+    return [argv[0], flags[0], *[a for a in args if a not in MULTIRUN_FLAGS]]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -24,10 +37,14 @@ def main(cfg: DictConfig) -> None:
     except Exception as exc:  # the record (status: failed) is written; say it in one line
         from bench.job import one_line
 
-        print(f"error: {one_line(exc)}  [record: {run_dir}/metrics.json]", file=sys.stderr)
+        path = getattr(exc, "record_path", None)
+        where = f"  [record: {path}]" if path is not None and Path(path).is_file() else "  [no record written]"
+        print(f"error: {one_line(exc)}{where}", file=sys.stderr)
         if multirun:
             return  # the sweep goes on; the end-of-sweep callback lists failed cells
         sys.exit(1)
+    if record.get("locked_by") is not None or record.get("status") == "skipped":
+        return  # another live job runs this cell and writes its record (logged by bench.job)
     summary = format_summary(record)
     if summary:
         print(summary)
@@ -35,4 +52,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = multirun_first(sys.argv)
     main()

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bench.lock import LOCK, describe, is_stale, read_owner
 from bench.record import RECORD, read_record
 
+log = logging.getLogger(__name__)
 
-def sweep_failures(sweep_dir: Path, job_dirs: list[Path]) -> list[str]:
-    """One line per job dir whose record is failed or missing."""
+
+def running_elsewhere(job_dir: Path, stale_after_s: float = 48 * 3600) -> dict | None:
+    """The owner of ``job_dir``'s lock when another live job is running it (a double submission), else None."""
+    owner = read_owner(job_dir)
+    if owner is None or is_stale(owner, job_dir / LOCK, stale_after_s):
+        return None
+    return owner
+
+
+def sweep_failures(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float = 48 * 3600) -> list[str]:
+    """One line per job dir whose record is failed or missing (a cell that another live job is running
+    is neither: it is logged and that job's own sweep reports it)."""
     lines = []
     for job_dir in job_dirs:
         record = read_record(job_dir)
         rel = job_dir.relative_to(sweep_dir) if job_dir.is_relative_to(sweep_dir) else job_dir
-        if record is None:
+        owner = running_elsewhere(job_dir, stale_after_s) if record is None or record.get("status") != "completed" \
+            else None
+        if owner is not None:
+            log.info(f"{rel}: still running in {describe(owner)}")
+        elif record is None:
             lines.append(f"{rel}: no {RECORD} (the job died or was cancelled)")
         elif record.get("status") != "completed":
             lines.append(f"{rel}: {record.get('error', record.get('status'))}")
@@ -28,7 +45,7 @@ class SweepFailures(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         job_dirs = sorted({p.parent for p in sweep_dir.rglob(".hydra")})
-        failed = sweep_failures(sweep_dir, job_dirs)
+        failed = sweep_failures(sweep_dir, job_dirs, float(config.get("lock_stale_h", 48)) * 3600)
         print(f"sweep {sweep_dir}: {len(job_dirs) - len(failed)}/{len(job_dirs)} cells completed")
         if failed:
             print("failed cells:\n  " + "\n  ".join(failed), file=sys.stderr)

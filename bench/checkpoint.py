@@ -1,10 +1,15 @@
-"""Checkpoints: learnable state, optimizer, scheduler, epoch and RNG state (resume after preemption).
+"""Checkpoints: learnable state, optimizer, scheduler, epoch, RNG state and the resolved config.
 
-Stored as plain tensors and containers and loaded with ``weights_only=True``.
+Stored as plain tensors and containers and loaded with ``weights_only=True`` (the config is a plain
+dict from ``OmegaConf.to_container``). The config makes a checkpoint self-describing: a resume under a
+config that changes results is refused (``check_resume``) and ``task=eval`` rebuilds the model from it
+(``model_config``). Which keys "change results" is decided once, in ``bench.record.NEUTRAL_KEYS``.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import random
 import tempfile
@@ -14,6 +19,9 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.record import config_diff
+
+log = logging.getLogger(__name__)
 
 CKPT = "last.ckpt"
 
@@ -48,24 +56,67 @@ def learnable_state(detector) -> dict:
 
 
 def save(path: Path, **payload) -> None:
+    """Write ``payload`` to a temp file, then rename; on any error (disk full included) the temp file is
+    removed before the error propagates, so the space it took is free for the failed job's record."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device to write checkpoint {path}") from exc
         raise
 
 
-def load(path: Path) -> dict:
+def load(path: Path, *, own: bool = True) -> dict:
+    """Load a checkpoint. ``own``: the run's own ``last.ckpt`` (an unreadable one may be deleted to start
+    over); False for a path the user gave (``task=eval ckpt=...``), which is only named."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BenchError(f"checkpoint {path} does not exist: check ckpt=") from None
     except Exception as exc:
+        if own:
+            raise BenchError(
+                f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it (or pass rerun=true) "
+                "to start this job over"
+            ) from exc
         raise BenchError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it to start this job over"
+            f"checkpoint {path} cannot be read ({type(exc).__name__}): is it a last.ckpt written by a fit job?"
         ) from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise BenchError(f"checkpoint {path} holds no model state: is it a last.ckpt written by a fit job?")
+    return state
+
+
+def check_resume(state: dict, config: dict | None, path) -> None:
+    """Refuse to resume from ``state`` when its config differs from ``config`` in a key that changes
+    results, or when its weights are not finite (a run that diverged must not be resumed forever)."""
+    saved = state.get("config")
+    if config is not None and saved is None:
+        raise BenchError(f"checkpoint {path} does not record its config, so resuming it under this one cannot be "
+                         "checked: pass rerun=true to start over (the old files are kept in previous/)")
+    if config is not None:
+        diff = config_diff(saved, config, resume=True)
+        if diff:
+            shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+            raise BenchError(f"checkpoint {path} was made with another config ({shown}): pass rerun=true to start "
+                             "over (the old files are kept in previous/), or use a new run dir")
+    bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise BenchError(f"checkpoint {path} holds non-finite weights ({bad[0]}): pass rerun=true to start over")
+
+
+def assert_finite(detector, epoch: int) -> None:
+    """Raise ``FloatingPointError`` when a learnable parameter is NaN/inf (checked before a checkpoint)."""
+    for name, p in detector.named_parameters():
+        if p.requires_grad and not bool(torch.isfinite(p).all()):
+            raise FloatingPointError(f"parameter {name} became non-finite in epoch {epoch}: lower trainer.lr or "
+                                     "check the data (no checkpoint was written)")
 
 
 def load_detector_state(detector, state: dict, path) -> None:

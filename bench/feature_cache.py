@@ -1,15 +1,22 @@
 """Frozen-feature cache: a frozen backbone's features of an image never change, so compute them once.
 
 Features are stored under ``cache_root/<key>/<split>.pt`` where the key hashes everything that
-determines them (dataset, its files, categories, backbone, weights, stages, image size, dtype).
-Files are written to a temp name and renamed, so a concurrent job never reads half a cache;
-two jobs that race both compute the same tensor and the last rename wins.
+determines them (dataset, the content of its files, categories, backbone, weights, stages, image size,
+dtype; for a randomly initialised backbone also the seed, see ``bench.job._features``). Files are
+written to a temp name and renamed, so a concurrent job never reads half a cache; two jobs that race
+both compute the same tensor and the last rename wins.
+
+Integrity: each ``<split>.pt`` has a sidecar ``<split>.pt.sha256``, written after it; a load recomputes
+the file's sha256 and a mismatch (flipped bits, a file written by something else) is a miss with a
+warning, never a hit. Image files are fingerprinted by content (``bench.file_index``: a sha256 per
+file, remembered under its stat signature, so an unchanged file costs a ``stat``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +24,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from bench.file_index import FileIndex, sample_paths, sha256_file
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -26,16 +37,17 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def dataset_fingerprint(dataset) -> str:
-    """Digest of the dataset's file list (paths, sizes, mtimes) so changed files invalidate the cache."""
+def dataset_fingerprint(dataset, index_dir: str | os.PathLike | None = None) -> str:
+    """Digest of the dataset's files by content (path and sha256 of each image, ``bench.file_index``),
+    so a replaced image invalidates the cache even when its size and modification time are kept."""
     h = hashlib.sha256()
-    for sample in getattr(dataset, "samples", []):
-        path = Path(getattr(sample, "path", sample))
+    index = FileIndex.for_dataset(index_dir, dataset)
+    for path in sample_paths(dataset):
         try:
-            st = path.stat()
-            h.update(f"{path}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+            h.update(f"{path}|{index.digest(path)}\n".encode())
         except OSError:
             h.update(f"{path}|missing\n".encode())
+    index.save()
     h.update(str(len(dataset)).encode())
     return h.hexdigest()[:20]
 
@@ -79,25 +91,55 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_root: str | None, dtype: str,
-                    batch_size: int, device, num_workers: int = 0) -> tuple[torch.Tensor, bool]:
+                    batch_size: int, device, num_workers: int = 0,
+                    info: dict | None = None) -> tuple[torch.Tensor, bool]:
     """Features of ``dataset`` from the disk cache, computing and storing them on a miss.
 
     Returns (features in ``dtype`` on the CPU, hit). ``cache_root=None`` keeps them in memory only.
+    ``info`` (a dict) receives ``key``: the cache key used (None without a disk cache), for the record.
     """
     store = DTYPES[dtype]
     path = None
+    if info is None:
+        info = {}
+    info["key"] = None
     if cache_root:
-        key = cache_key({**key_parts, "split": split, "dtype": dtype, "files": dataset_fingerprint(dataset)})
+        files = dataset_fingerprint(dataset, Path(cache_root) / "files")
+        key = cache_key({**key_parts, "split": split, "dtype": dtype, "files": files})
+        info["key"] = key
         path = Path(cache_root) / key / f"{split}.pt"
         if path.is_file():
-            try:
-                feats = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                if isinstance(feats, torch.Tensor) and feats.dtype == store and feats.shape[0] == len(dataset):
-                    return feats, True
-            except Exception:  # a corrupt cache file is recomputed, never trusted
-                pass
+            feats = _load_verified(path, store, len(dataset))
+            if feats is not None:
+                return feats, True
     feats = compute_features(detector, dataset, batch_size, device, f"features {split}", num_workers).to(store)
     if path is not None:
         _save_atomic(feats, path)
+        _write_text_atomic(_sidecar(path), sha256_file(path) + "\n")
         _write_text_atomic(path.parent / "key.json", json.dumps({**key_parts, "split": split}, indent=1, default=str))
     return feats, False
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_verified(path: Path, store: torch.dtype, n: int) -> torch.Tensor | None:
+    """The cached tensor when its sha256 matches the sidecar and its dtype/length fit; else None (a miss)."""
+    try:
+        expected = _sidecar(path).read_text().strip()
+    except OSError:
+        log.warning(f"feature cache {path} has no checksum ({_sidecar(path).name}): recomputing it")
+        return None
+    if sha256_file(path) != expected:
+        log.warning(f"feature cache {path} does not match its checksum (corrupt or changed): recomputing it")
+        return None
+    try:
+        feats = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # a corrupt cache file is recomputed, never trusted
+        log.warning(f"feature cache {path} cannot be read ({type(exc).__name__}): recomputing it")
+        return None
+    if isinstance(feats, torch.Tensor) and feats.dtype == store and feats.shape[0] == n:
+        return feats
+    log.warning(f"feature cache {path} holds something else than {n} {store} feature maps: recomputing it")
+    return None

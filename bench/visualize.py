@@ -68,10 +68,13 @@ def _load_run(run_dir: str, device):
     record_path = Path(run_dir) / "metrics.json"
     if not record_path.is_file():
         raise BenchError(f"vis.models entry {run_dir} has no metrics.json: give finished fit run dirs")
-    cfg = OmegaConf.create(json.loads(record_path.read_text())["config"])
-    detector = build_detector(cfg).to(device).eval()
     ckpt = Path(run_dir) / checkpoint.CKPT
-    checkpoint.load_detector_state(detector, checkpoint.load(ckpt)["model"], ckpt)
+    state = checkpoint.load(ckpt, own=False)
+    # the checkpoint's own config builds its model (older checkpoints without one: the record's)
+    saved = state.get("config")
+    cfg = OmegaConf.create(saved if isinstance(saved, dict) else json.loads(record_path.read_text())["config"])
+    detector = build_detector(cfg).to(device).eval()
+    checkpoint.load_detector_state(detector, state["model"], ckpt)
     return cfg, detector
 
 
@@ -87,7 +90,7 @@ def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
         raise BenchError("task=vis_recon needs ckpt=<run dir>/vis_decoder.ckpt from task=train_vis_decoder")
     if not cfg.vis.models:
         raise BenchError("task=vis_recon needs vis.models=[run_dir,...] (finished fit runs to render)")
-    state = checkpoint.load(Path(cfg.ckpt))
+    state = checkpoint.load(Path(cfg.ckpt), own=False)
     decoder = VisDecoder(int(state["in_channels"]), feature_stride=int(state["feature_stride"])).to(device).eval()
     decoder.load_state_dict(state["model"])
     backbone, _, test_set = _backbone_and_data(cfg, device)

@@ -9,6 +9,7 @@ categories (``categories=None``); separate mode reads the listed ones.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
-from data.transforms import load_image, load_mask
+from data.transforms import check_image, load_image, load_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
@@ -136,6 +137,11 @@ def scan(root: str | os.PathLike, categories: list[str] | None, split: str) -> l
     return [sample for category in _categories(base, categories) for sample in scan_one(base, category)]
 
 
+def verify_files(paths: list[str], check: Callable[[str], object] = check_image) -> dict[str, object]:
+    """``{path: check(path)}`` for every path; ``check`` raises ``DatasetError`` for an unreadable file."""
+    return {path: check(path) for path in paths}
+
+
 class MVTecDataset(Dataset):
     """MVTec-AD-layout images as dicts: image [3,S,S], mask [1,S,S] (0/1), label, category, path."""
 
@@ -154,6 +160,19 @@ class MVTecDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def files(self) -> list[str]:
+        """Every file the dataset reads (images, then masks), once each, in sample order."""
+        paths = [s.path for s in self.samples] + [s.mask_path for s in self.samples if s.mask_path]
+        return list(dict.fromkeys(paths))
+
+    def verify(self, check: Callable[[str], object] = check_image) -> dict[str, object]:
+        """Decode every image and mask completely (``scan`` reads headers only); return {path: check(path)}.
+
+        ``check`` defaults to ``data.transforms.check_image`` (its result is the file's sha256); it raises
+        ``DatasetError`` naming the first unreadable file (truncated, empty, not an image).
+        """
+        return verify_files(self.files(), check)
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]

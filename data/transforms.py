@@ -2,16 +2,26 @@
 
 Images: RGB (grey becomes 3-channel), PIL antialiased bilinear resize to SxS, ToTensor, ImageNet
 normalisation. Masks: PIL "L", nearest resize, 1xSxS float with values 0/1.
+
+``load_rgb`` and ``read_mask`` are the one place where files become images (every dataset reader uses
+them): 16-bit and 32-bit greyscale files are scaled to 8 bits (PIL's own ``convert("RGB")`` clips them,
+turning a 16-bit image almost white). ``check_image`` decodes a file completely and returns its sha256,
+so a truncated or empty file is found before training, not in the middle of it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
+
+from data.errors import DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,17 +33,67 @@ def to_input(image: Image.Image, size: int, resample: int = Image.BILINEAR) -> t
     return TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)
 
 
+# PIL modes of high-bit-depth greyscale files and the value of their white
+_WIDE_GREY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An opened PIL image as 8-bit RGB; 16-bit greyscale (modes I;16*, I) is scaled by 255/65535 and
+    float greyscale (mode F) is read as [0, 1] when its values lie there, else as [0, 255]."""
+    if image.mode in _WIDE_GREY or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            white = 1.0 if values.size and np.nanmax(values) <= 1.0 else 255.0
+        else:
+            white = _WIDE_GREY[image.mode]
+        grey = np.clip(np.rint(values * (255.0 / white)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(grey, mode="L")
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Read an image file as an 8-bit RGB PIL image (whatever its bit depth; see ``to_rgb``)."""
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(image)
+
+
+def read_mask(path: str | os.PathLike) -> Image.Image:
+    """Read a ground-truth mask as a PIL "L" image with 255 where the file is > 0 (any bit depth)."""
+    with Image.open(path) as mask:
+        # 8-bit files as the official code reads them (convert("L")); wider ones by their raw values,
+        # which convert("L") would clip
+        wide = mask.mode in _WIDE_GREY or mask.mode == "F"
+        values = np.asarray(mask) if wide else np.asarray(mask.convert("L"))
+    return Image.fromarray(((values > 0) * 255).astype(np.uint8), mode="L")
+
+
 def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
     """Read an image file as RGB and return the network input, a tensor [3, size, size]."""
-    with Image.open(path) as image:
-        return to_input(image, size)
+    return to_input(load_rgb(path), size)
 
 
 def load_mask(path: str | os.PathLike, size: int) -> torch.Tensor:
     """Read a ground-truth mask and return a float tensor [1, size, size] with 1 where the mask is > 0."""
-    with Image.open(path) as mask:
-        mask = mask.convert("L").resize((size, size), Image.NEAREST)
-        return torch.from_numpy(np.asarray(mask) > 0).float().unsqueeze(0)
+    mask = read_mask(path).resize((size, size), Image.NEAREST)
+    return torch.from_numpy(np.asarray(mask) > 0).float().unsqueeze(0)
+
+
+def check_image(path: str | os.PathLike) -> str:
+    """Decode ``path`` completely (a truncated or empty file fails here) and return its content's sha256.
+
+    Raises ``DatasetError`` naming the file. Reads the file once: the hash and the decode share the bytes.
+    """
+    try:
+        blob = Path(path).read_bytes()
+        if not blob:
+            raise OSError("empty file")
+        with Image.open(io.BytesIO(blob)) as image:
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetError(f"unreadable image {path} ({reason}): replace or remove the file") from None
+    return hashlib.sha256(blob).hexdigest()
 
 
 def denormalize(image: torch.Tensor) -> np.ndarray:
