@@ -31,7 +31,8 @@ def _cdist_flops(x1_shape, x2_shape, *args, out_shape=None, **kwargs) -> int:
 
 
 _EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
-                torch.ops.aten._cdist_forward: _cdist_flops}
+                torch.ops.aten._cdist_forward: _cdist_flops,  # small inputs
+                torch.ops.aten._euclidean_dist: _cdist_flops}  # cdist's matrix-product path (large inputs)
 
 
 def count_flops(module: nn.Module, image_size: int) -> int:
