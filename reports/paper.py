@@ -1,8 +1,10 @@
-"""The paper's numbers, transcribed once from the seed into ``reports/paper_numbers.csv``.
+"""The paper's numbers, transcribed once from the seed into each table's declaration (the ``paper``
+entry of its rows in ``conf/experiment/*.yaml``, see :mod:`reports.table_files`).
 
-Columns: ``table`` (S2 … S7, C.1, C.4), ``row`` (the row id used by :mod:`reports.layouts`),
+Columns: ``table`` (S2 … S7, C.1, C.4), ``row`` (the row id of the declaration),
 ``metric`` (``image_auroc``/``pixel_auroc`` in percent, ``gflops`` in G, ``*_params_m`` in millions),
-``value``, ``unit`` and ``source`` (where in the seed, or another document, the number comes from).
+``value``, ``unit``, ``source`` (where in the seed, or another document, the number comes from) and
+``text`` (the number as printed).
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ from pathlib import Path
 
 import pandas as pd
 
-PAPER_CSV = Path(__file__).resolve().parent / "paper_numbers.csv"
 COLUMNS = ("table", "row", "metric", "value", "unit", "source")
 
 
 def load_paper(path: str | Path | None = None) -> pd.DataFrame:
-    """The transcribed numbers as a DataFrame (``row`` kept as text: "01234" stays "01234")."""
-    frame = pd.read_csv(path or PAPER_CSV, dtype=str, keep_default_na=False)
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path or PAPER_CSV}: missing columns {missing}")
-    frame["text"] = frame["value"].str.strip()  # as printed in the paper ("19" stays "19", not "19.0")
-    frame["value"] = pd.to_numeric(frame["text"], errors="raise").astype(float)
+    """The paper's numbers of every declared table (or of a CSV with :data:`COLUMNS`, when given)."""
+    if path is None:
+        from reports.table_files import paper_frame
+
+        frame = paper_frame()
+    else:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}")
+        frame["text"] = frame["value"].str.strip()  # as printed ("19" stays "19", not "19.0")
+        frame["value"] = pd.to_numeric(frame["text"], errors="raise").astype(float)
     duplicated = frame.duplicated(["table", "row", "metric"])
     if duplicated.any():
         raise ValueError(

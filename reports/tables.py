@@ -16,15 +16,14 @@ import pandas as pd
 
 from reports.collect import comparable_columns, is_missing, metric_names, metric_sort_key, per_class_columns
 from reports.layouts import (
-    EXPERIMENT_ORDER,
     GFLOPS,
-    LAYOUTS,
     LEARNABLE,
     METRIC_LABELS,
     Layout,
     MetricSpec,
     RowSpec,
     generic_layout,
+    layouts,
     metric_spec,
 )
 from reports.paper import paper_lookup, paper_text, paper_value
@@ -330,14 +329,11 @@ def _annotate(
                 f" the paper's numbers are {layout.paper_dataset} at the paper's recipe: compare trends, "
                 "not values."
             )
-    if layout.key == "S7":
+    if GFLOPS in layout.metrics:
         counted = sorted({str(v) for v in runs.get("complexity.flops_counted", []) if not is_missing(v)})
         if counted:
             table.notes.append("What our GFLOPs count: " + "; ".join(counted) + ".")
-        table.notes.append(
-            "The official UniAD counts 7,717,392 learnable parameters at the paper's config; the "
-            "paper's Table S7 says 7.48M."
-        )
+    table.notes.extend(layout.notes)
 
 
 def _generic_metrics(runs: pd.DataFrame) -> tuple[MetricSpec, ...]:
@@ -363,15 +359,16 @@ def build_tables(frame: pd.DataFrame, paper: pd.DataFrame) -> list[Table]:
     if runs.empty:
         return []
     lookup = paper_lookup(paper)
+    declared = layouts()
     experiments = {e for e in runs["experiment"] if not is_missing(e)}
-    order = [e for e in EXPERIMENT_ORDER if e in experiments] + sorted(experiments - set(EXPERIMENT_ORDER))
+    order = [e for e in declared if e in experiments] + sorted(experiments - set(declared))
     if runs["experiment"].map(is_missing).any():
         order.append(None)
     tables = []
     for experiment in order:
         mask = runs["experiment"].map(is_missing) if experiment is None else runs["experiment"] == experiment
         sub = runs[mask]
-        layout = LAYOUTS.get(experiment) if experiment else None
+        layout = declared.get(experiment) if experiment else None
         if layout is None:
             layout = generic_layout(experiment, _generic_metrics(sub))
         tables.append(build_table(sub, layout, lookup))

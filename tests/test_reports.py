@@ -630,13 +630,15 @@ def test_build_tables_is_a_pure_function_of_frames(runs):
     assert grid_markdown(main_grid(tables[0])) == grid_markdown(main_grid(build_tables(frame, paper)[0]))
 
 
-def test_paper_numbers_file():
+def test_paper_numbers_come_from_the_table_declarations():
     paper = load_paper()
     assert set(paper["table"]) == {"S2", "S3", "S4", "S5", "S6", "S7", "C.1", "C.4"}
     s2 = paper[paper["table"] == "S2"]
-    assert len(s2) == 18 and s2["source"].str.startswith("seed 000, Table S2 row").all()
+    assert len(s2) == 18 and s2["source"].str.startswith("seed 000, Table S2").all()
     assert paper[(paper["table"] == "C.4")]["source"].str.contains("official UniAD README").all()
-    assert paper.query("table == 'S7' and row == 'Ours' and metric == 'gflops'")["value"].item() == 6.46
+    assert paper.query("table == 'S7' and row == 'uniad' and metric == 'gflops'")["value"].item() == 6.46
+    assert paper.query("table == 'S6' and row == 'efficientnet_b4' and metric == 'backbone_params_m'")[
+        "text"].item() == "19"  # as printed
 
 
 def test_cli_end_to_end(tmp_path, runs):

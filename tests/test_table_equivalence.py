@@ -1,0 +1,73 @@
+"""Declaring the tables in their experiment files changed no number (issue 13, point 1).
+
+``tests/fixtures/tables_before/`` was captured on the code before that change (rows in conf/row and the
+experiments' sweep lists, layouts in Python, the paper's numbers in a CSV): for every experiment, the
+resolved config of every cell (row x seed, at profile=smoke), and what the reports made of hand-made
+records of those cells. Here the cells come from the tables' declarations through the sweeper's own
+expansion, and must be the same; records made from them must give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from hydra_plugins.uniad_bench_sweeper import expand, table_rows
+from reports.latex import tex_escape
+from reports.report import build_report, latex_report, markdown_report
+from reports.table_files import table_decls
+from reports.tables import summary_frame
+from tests.conftest import CONF
+from tests.table_cells import canonical_config, records_from_cells
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tables_before"
+BEFORE = json.loads((FIXTURE / "cells.json").read_text())
+# what summary.csv held before the change (later columns, e.g. the 95% interval, are additions)
+SUMMARY_COLUMNS = ["table", "experiment", "row", "variant", "metric", "unit", "mean", "std", "n", "n_asked",
+                   "n_failed", "paper", "delta", "paper_only"]
+
+
+def cells_now(experiment: str) -> list[str]:
+    """Every cell the sweep of ``+experiment=<experiment> profile=smoke`` runs, as canonical configs."""
+    decl = next(d for d in table_decls() if d.experiment == experiment)
+    raw = OmegaConf.load(decl.path).hydra.sweeper
+    seeds = [f"seed={s}" for s in decl.seeds] or [None]
+    combos = [[f"+experiment={experiment}", "profile=smoke", *([s] if s else [])] for s in seeds]
+    cells = []
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        for overrides in expand(table_rows(raw.table), combos):
+            cfg = compose("config", overrides=overrides)
+            cells.append(canonical_config(OmegaConf.to_container(cfg, resolve=True)))
+    return sorted(cells)
+
+
+@pytest.fixture(scope="module")
+def now() -> dict[str, list[str]]:
+    return {experiment: cells_now(experiment) for experiment in BEFORE}
+
+
+@pytest.mark.slow
+def test_every_experiment_runs_the_same_cells_as_before(now):
+    assert set(BEFORE) <= {d.experiment for d in table_decls()}
+    for experiment, cells in BEFORE.items():
+        assert len(now[experiment]) == len(cells), experiment
+        assert now[experiment] == cells, f"{experiment}: the sweep's cells changed"
+
+
+@pytest.mark.slow
+def test_records_of_those_cells_give_the_same_numbers(now, tmp_path):
+    records_from_cells(now, tmp_path)
+    report = build_report([tmp_path])
+    got = summary_frame(report.tables)[SUMMARY_COLUMNS].to_csv(index=False, lineterminator="\n")
+    want = pd.read_csv(FIXTURE / "summary.csv", dtype=str, keep_default_na=False)
+    got = pd.read_csv(pd.io.common.StringIO(got), dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(got, want[SUMMARY_COLUMNS])
+    md = markdown_report(report).replace(str(tmp_path), "<root>")
+    tex = latex_report(report).replace(tex_escape(str(tmp_path)), "<root>")
+    assert md == (FIXTURE / "tables.md").read_text()
+    assert tex == (FIXTURE / "tables.tex").read_text()
