@@ -27,6 +27,15 @@ def multirun_first(argv: list[str]) -> list[str]:
     return [argv[0], flags[0], *[a for a in args if a not in MULTIRUN_FLAGS]]
 
 
+def error_line(exc: BaseException) -> str:
+    """``error: <one line>  [record: PATH]``, naming the record only when the job wrote it."""
+    from bench.job import one_line
+
+    path = getattr(exc, "record_path", None)
+    where = f"[record: {path}]" if path is not None and Path(path).is_file() else "[no record written]"
+    return f"error: {one_line(exc)}  {where}"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
@@ -35,11 +44,7 @@ def main(cfg: DictConfig) -> None:
     try:
         record = run(cfg, run_dir, list(hc.overrides.task))
     except Exception as exc:  # the record (status: failed) is written; say it in one line
-        from bench.job import one_line
-
-        path = getattr(exc, "record_path", None)
-        where = f"  [record: {path}]" if path is not None and Path(path).is_file() else "  [no record written]"
-        print(f"error: {one_line(exc)}{where}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         if multirun:
             return  # the sweep goes on; the end-of-sweep callback lists failed cells
         sys.exit(1)

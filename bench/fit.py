@@ -6,6 +6,7 @@ epoch and RNG state), so it ends with the record an uninterrupted run gives (on 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from tqdm import tqdm
 
 from bench import checkpoint, precision
 from bench.build import learnable_parameters
+
+log = logging.getLogger(__name__)
 
 
 def make_train_step(detector, optimizer, params, trainer_cfg, device: torch.device):
@@ -68,8 +71,12 @@ def _batches(features, dataset, batch_size: int, generator: torch.Generator, dev
 
 
 def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
-        features: torch.Tensor | None = None, logger=None) -> dict:
-    """Train ``detector`` in place; return timing figures. ``features``: cached targets (or None)."""
+        features: torch.Tensor | None = None, logger=None, config: dict | None = None) -> dict:
+    """Train ``detector`` in place; return timing figures. ``features``: cached targets (or None).
+
+    ``config``: the job's resolved config, stored in every checkpoint; a resume under a config that
+    differs in a key that changes results is refused (``checkpoint.check_resume``).
+    """
     params = learnable_parameters(detector)
     optimizer = instantiate(trainer_cfg.optimizer)(params)
     scheduler = instantiate(trainer_cfg.scheduler)(optimizer)
@@ -78,12 +85,13 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
     start = 0
     if ckpt_path.is_file():
         state = checkpoint.load(ckpt_path)
+        checkpoint.check_resume(state, config, ckpt_path)
         checkpoint.load_detector_state(detector, state["model"], ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         start = int(state["epoch"]) + 1
-        print(f"resuming from {ckpt_path} at epoch {start}/{epochs}")
+        log.info(f"resuming from {ckpt_path} at epoch {start}/{epochs}")
 
     train_step = make_train_step(detector, optimizer, params, trainer_cfg, device)
     if features is not None:
@@ -117,8 +125,10 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
             logger.log_scalars({"train/loss": mean_loss, "train/lr": lr, "epoch": epoch}, step=epoch)
         last = epoch == epochs - 1
         if last or (trainer_cfg.ckpt_every and (epoch + 1) % int(trainer_cfg.ckpt_every) == 0):
+            checkpoint.assert_finite(detector, epoch)  # a diverged model is never saved (nor resumed)
             checkpoint.save(ckpt_path, model=checkpoint.learnable_state(detector), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state())
+                            scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state(),
+                            config=config)
     bar.close()
     elapsed = time.perf_counter() - t0
     return {"fit_s": round(elapsed, 3), "epochs_run": epochs - start,

@@ -14,6 +14,7 @@ bfloat16 is much coarser (image AUROC moved by 0.03 on the 128 px variant): keep
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -76,7 +77,7 @@ def test_same_key_hits_without_recomputing(paths, computed):
     assert hit is False and len(computed) == 1
     files = cache_files(paths / "cache")
     assert len(files) == 1 and files[0].name == "train.pt"
-    assert first.dtype == torch.float16 and first.shape[0] == 5 * 4
+    assert first.dtype == torch.float16 and first.shape[0] == len(build_datasets(compose_cfg(SMOKE))[0])
 
     # a new job (new detector) whose config differs only in what does not change the features
     again, hit = job_features(["trainer.lr=0.5", "seed=7", "arch.hidden_dim=16", "loss=cosine"])
@@ -244,7 +245,7 @@ def max_delta(a: dict, b: dict) -> float:
 def test_trainable_backbone_bypasses_the_cache(paths, computed):
     record = run(compose_cfg([*SMOKE, "backbone.frozen=false", "trainer.epochs=1"]), paths / "run")
     assert record["status"] == "completed"
-    assert record["cache"] == {"used": False, "hit": None}
+    assert record["cache"] == {"used": False, "hit": None, "key": None, "test_key": None}
     assert computed == [] and cache_files(paths / "cache") == []
     assert job_features(["cache.features=false"]) == (None, None)
     feats, hit = job_features(["cache.disk=false"])  # in memory for this job only
@@ -255,7 +256,8 @@ def test_cached_and_uncached_training_give_the_same_metrics(paths):
     uncached = run(compose_cfg([*SMOKE, *ORDER_FREE, "cache.features=false"]), paths / "uncached")
     fp16 = run(compose_cfg([*SMOKE, *ORDER_FREE]), paths / "fp16")
     fp32 = run(compose_cfg([*SMOKE, *ORDER_FREE, "cache.dtype=float32"]), paths / "fp32")
-    assert uncached["cache"] == {"used": False, "hit": None} and fp16["cache"]["used"] and fp32["cache"]["used"]
+    assert (uncached["cache"]["used"], uncached["cache"]["hit"]) == (False, None)
+    assert fp16["cache"]["used"] and fp32["cache"]["used"]
     assert max_delta(aurocs(fp32), aurocs(uncached)) <= 1e-5  # the cache itself changes nothing
     assert max_delta(aurocs(fp16), aurocs(uncached)) <= FP16_AUROC_TOL  # float16 storage, measured 3.6e-5
 
@@ -264,7 +266,81 @@ def test_a_cache_hit_trains_as_the_miss_that_wrote_it(paths):
     miss = run(compose_cfg(SMOKE), paths / "miss")
     hit = run(compose_cfg(SMOKE), paths / "hit")
     fp32 = run(compose_cfg([*SMOKE, "cache.dtype=float32"]), paths / "fp32")
-    assert (miss["cache"], hit["cache"]) == ({"used": True, "hit": False}, {"used": True, "hit": True})
+    assert (miss["cache"]["hit"], hit["cache"]["hit"]) == (False, True)
+    assert miss["cache"] == {**hit["cache"], "hit": False}  # the same keys
     # computing the features draws nothing from the global RNG, so jitter and dropout are the same
     assert aurocs(hit) == aurocs(miss)
     assert max_delta(aurocs(miss), aurocs(fp32)) <= FP16_AUROC_TOL  # default recipe, measured 2.0e-4
+
+
+# ------------------------------------------------------------- what the key holds, and integrity (issue 14)
+
+
+def test_a_random_backbone_is_keyed_on_the_seed(paths, computed):
+    """backbone.weights=none: the seed draws the backbone, so seed 1 must not get seed 0's features."""
+    info0, info1 = {}, {}
+    cfg0 = compose_cfg([*SMOKE, "backbone.weights=none", "seed=0"])
+    cfg1 = compose_cfg([*SMOKE, "backbone.weights=none", "seed=1"])
+    train_set, _ = build_datasets(cfg0)
+    from bench.job import seed_everything
+
+    seed_everything(0)
+    f0, hit0 = _features(build_detector(cfg0), train_set, cfg0, "train", CPU, info0)
+    seed_everything(1)
+    f1, hit1 = _features(build_detector(cfg1), train_set, cfg1, "train", CPU, info1)
+    assert (hit0, hit1) == (False, False) and len(computed) == 2
+    assert info0["key"] != info1["key"] and not torch.equal(f0, f1)
+    # a pretrained backbone's features do not depend on the seed: one key for every seed
+    assert job_features(["seed=0"])[1] is False and job_features(["seed=1"])[1] is True
+
+
+def test_the_record_names_the_cache_key(paths):
+    record = run(compose_cfg([*SMOKE, "trainer.epochs=1"]), paths / "run")
+    key, test_key = record["cache"]["key"], record["cache"]["test_key"]
+    assert (paths / "cache" / key / "train.pt").is_file() and (paths / "cache" / test_key / "test.pt").is_file()
+
+
+def _flip_a_bit_of_the_tensor(path: Path, tensor: torch.Tensor) -> None:
+    blob = bytearray(path.read_bytes())
+    at = bytes(blob).find(tensor.numpy().tobytes())
+    assert at >= 0  # the tensor's bytes are stored uncompressed
+    blob[at + 10] ^= 0x40
+    path.write_bytes(bytes(blob))
+
+
+def test_flipped_bits_in_a_cache_file_are_recomputed_with_a_warning(tmp_path, computed, caplog):
+    data = fake_dataset()
+    good, _ = cached(tmp_path, data)
+    (path,) = cache_files(tmp_path)
+    assert path.with_name("train.pt.sha256").read_text().strip() == fc.sha256_file(path)
+    _flip_a_bit_of_the_tensor(path, good)
+    assert not torch.equal(torch.load(path, weights_only=True), good)  # still loads, silently wrong
+    with caplog.at_level("WARNING", logger="bench.feature_cache"):
+        feats, hit = cached(tmp_path, data)
+    assert hit is False and len(computed) == 2 and torch.equal(feats, good)
+    assert "does not match its checksum" in caplog.text
+    assert cached(tmp_path, data)[1] is True and len(computed) == 2  # rewritten, sidecar and all
+
+
+def test_an_image_replaced_with_size_and_mtime_kept_invalidates(tmp_path, computed, monkeypatch):
+    """``cp -p`` / ``rsync -t`` keep size and mtime: the content hash must still see the change."""
+    files = [tmp_path / "data" / f"{i}.png" for i in range(6)]
+    files[0].parent.mkdir()
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 100)
+
+    class Files(list):
+        samples = files
+
+    data = Files(fake_dataset())
+    hashed = []
+    real = fc.sha256_file
+    monkeypatch.setattr("bench.file_index.sha256_file", lambda p: hashed.append(p) or real(p))
+    assert cached(tmp_path / "cache", data)[1] is False and len(hashed) == 6
+    assert cached(tmp_path / "cache", data)[1] is True and len(hashed) == 6  # unchanged files: no re-read
+    st = files[2].stat()
+    files[2].write_bytes(b"X" * 100)  # same size ...
+    os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the old mtime, as cp -p leaves it
+    assert files[2].stat().st_size == st.st_size and files[2].stat().st_mtime_ns == st.st_mtime_ns
+    assert cached(tmp_path / "cache", data)[1] is False and len(computed) == 2
+    assert len(hashed) == 7  # only the changed file was hashed again

@@ -136,3 +136,36 @@ def test_mask_of_wrong_size_is_named(tree):
 def test_unknown_category_lists_the_known_ones(tree):
     message = _error(tree, ["bottle", "carpet"])
     assert "'carpet'" in message and "bottle, grid" in message
+
+
+def test_16_bit_greyscale_images_and_masks_read_as_their_values(tmp_path):
+    """A 16-bit PNG at half scale must read as mid grey (PIL's convert("RGB") clips it to white)."""
+    values = np.full((16, 16), 32768, np.uint16)
+    values[:, :8] = 16384  # left half a quarter grey
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode in ("I;16", "I")  # really a 16-bit file
+    grey = denormalize(load_image(path, 16))
+    assert np.allclose(grey[:, 8:], 128 / 255, atol=1e-5) and np.allclose(grey[:, :8], 64 / 255, atol=1e-5)
+    mask16 = np.zeros((16, 16), np.uint16)
+    mask16[2:4, 2:5] = 1  # a low 16-bit value is still "anomalous"
+    Image.fromarray(mask16).save(tmp_path / "mask16.png")
+    assert load_mask(tmp_path / "mask16.png", 16).sum() == 6
+
+
+def test_verify_names_a_truncated_or_empty_file_in_one_line(tree):
+    test = MVTecDataset(tree, "test", image_size=32)
+    digests = test.verify()
+    assert set(digests) == set(test.files()) and len(test.files()) == 7 + 4  # images + masks
+    assert all(len(d) == 64 for d in digests.values())
+    broken = Path(test.samples[3].path)
+    broken.write_bytes(broken.read_bytes()[:60])  # header intact, pixels cut off: scan still passes
+    MVTecDataset(tree, "test", image_size=32)
+    with pytest.raises(DatasetError) as error:
+        MVTecDataset(tree, "test", image_size=32).verify()
+    assert str(broken) in str(error.value) and "\n" not in str(error.value)
+    empty = tree / "grid" / "train" / "good" / "001.png"
+    empty.write_bytes(b"")  # a zero-byte training image: scan reads no train header
+    train = MVTecDataset(tree, "train", image_size=32)
+    with pytest.raises(DatasetError, match=f"unreadable image {empty} \\(empty file\\)"):
+        train.verify()
