@@ -36,11 +36,16 @@ def greedy_coreset(x: torch.Tensor, n_select: int, *, projection_dim: int | None
         start = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     selected = torch.empty(n_select, dtype=torch.long, device=x.device)
     selected[0] = start
+    # squared distances as |z|^2 - 2 z.c + |c|^2: one matrix-vector product per step, no (N, dim) temporary
+    sq = z.pow(2).sum(1)
     min_dist = (z - z[start]).pow(2).sum(1)
+    step = torch.empty_like(min_dist)
     for i in range(1, n_select):
         nxt = torch.argmax(min_dist)
         selected[i] = nxt
-        min_dist = torch.minimum(min_dist, (z - z[nxt]).pow(2).sum(1))
+        torch.mv(z, z[nxt], out=step)
+        step.mul_(-2).add_(sq).add_(sq[nxt])
+        torch.minimum(min_dist, step, out=min_dist)
     return selected
 
 
