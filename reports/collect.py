@@ -40,7 +40,9 @@ FIXED_COLUMNS = (
     "git_dirty",
 )
 # Config keys (and override keys) that do not change what a run measures: they never split a table row and
-# never make a row of the generic table. Everything else must agree for runs to be averaged together.
+# never make a row of the generic table. Everything else must agree for runs to be averaged together;
+# data.root is not here: runs on different data are different rows (a generated dataset's root is
+# neutralised in reports.tables, since the generator's settings say what the data is).
 IGNORED_KEYS = (
     "seed",
     "experiment",
@@ -50,7 +52,6 @@ IGNORED_KEYS = (
     "logger",
     "hydra",
     "paths",
-    "data.root",
     "trainer.device",
     "trainer.num_workers",
     "trainer.compile",

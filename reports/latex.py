@@ -46,6 +46,8 @@ _UNICODE = {
     "”": "''",
     "→": r"$\rightarrow$",
     "⚠": "(!)",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
 }
 BOLD = "textbf:--rwrap;"
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs}\n"

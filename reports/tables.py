@@ -27,8 +27,11 @@ from reports.layouts import (
     metric_spec,
 )
 from reports.paper import paper_lookup, paper_text, paper_value
+from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE, PairedTest, paired_t_test, t_interval
 
 MISSING = "—"
+# Marks after a cell compared with its table's default row (issue 12, point 4); the legend says what they mean.
+NOT_SIGNIFICANT_MARK, NOT_TESTABLE_MARK = "†", "‡"
 TABULATED_TASKS = ("fit", "eval", "complexity")
 
 
@@ -42,16 +45,19 @@ class Cell:
     n: int = 0
     paper: float | None = None
     paper_text: str | None = None
+    ci: tuple[float, float] | None = None  # 95% t-interval of the mean over seeds (n >= 2)
+    test: PairedTest | None = None  # this row vs the table's default row, over their shared seeds
 
 
 def aggregate(values, scale: float = 1.0) -> Cell:
-    """Mean and sample std (ddof=1; 0.0 for a single value) of the non-missing values, times ``scale``."""
+    """Mean, sample std (ddof=1; 0.0 for a single value) and 95% t-interval of the non-missing values,
+    times ``scale``."""
     xs = [float(v) * scale for v in values if not is_missing(v)]
     if not xs:
         return Cell()
     mean = math.fsum(xs) / len(xs)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return Cell(mean=mean, std=std, n=len(xs))
+    return Cell(mean=mean, std=std, n=len(xs), ci=t_interval(xs))
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Row:
     duplicate_seeds: list[int] = field(default_factory=list)
     failed: list[tuple[int | None, str, str]] = field(default_factory=list)  # (seed, error, run_dir)
     runs: pd.DataFrame | None = None  # the completed runs of this row
+    per_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> {seed: value (shown units)}
 
     @property
     def name(self) -> str:
@@ -78,6 +85,7 @@ class Table:
     layout: Layout
     rows: list[Row]
     mean_row: Row | None = None
+    reference: Row | None = None  # the default row that the other rows are compared with
     context: dict = field(default_factory=dict)  # datasets, profiles, seeds, n_asked
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -167,11 +175,59 @@ def _row(layout: Layout, spec: RowSpec, runs: pd.DataFrame, paper: dict, variant
     for metric in layout.metrics:
         values = done[metric.column] if (not done.empty and metric.column in done.columns) else []
         cell = aggregate(values, metric.scale)
+        row.per_seed[metric.key] = _per_seed(done, metric)
         if layout.has_paper:  # every variant of a row is compared with the paper's number for that row
             cell.paper, _ = paper_value(paper, layout.key, spec.paper_row or spec.id, metric.key)
             cell.paper_text = paper_text(paper, layout.key, spec.paper_row or spec.id, metric.key)
         row.cells[metric.key] = cell
     return row
+
+
+def _per_seed(done: pd.DataFrame, metric: MetricSpec) -> dict[int, float]:
+    """``{seed: value}`` of one metric (in shown units); a seed with several completed runs: their mean."""
+    if done.empty or metric.column not in done.columns:
+        return {}
+    values: dict[int, list[float]] = {}
+    for seed, value in zip(done["seed"], done[metric.column], strict=True):
+        if not is_missing(seed) and not is_missing(value):
+            values.setdefault(int(seed), []).append(float(value) * metric.scale)
+    return {s: math.fsum(v) / len(v) for s, v in values.items()}
+
+
+def _compare_with_default(table: Table) -> None:
+    """Paired t-test of every row against the table's default row, per metric with a seed spread."""
+    layout = table.layout
+    if not layout.default_row:
+        return
+    found = [r for r in table.rows if r.spec.id == layout.default_row and r.n_done]
+    if len(found) > 1:
+        table.notes.append(
+            f"The default row ({found[0].spec.name}) is split into variants: no row is compared with it."
+        )
+        return
+    if not found:
+        return
+    table.reference = reference = found[0]
+    for row in table.rows:
+        if row is reference or row.spec.paper_only or not row.n_done:
+            continue
+        for metric in layout.metrics:
+            if metric.with_std:
+                row.cells[metric.key].test = paired_t_test(row.per_seed[metric.key], reference.per_seed[metric.key])
+
+
+def _generated_roots(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose data the generator makes (``data.generator`` set) are the same data wherever they were
+    written: their ``data.root`` is replaced by "(generated)" so that it does not split their rows."""
+    generator = [c for c in runs.columns if c.startswith("config.data.generator.")]
+    if "config.data.root" not in runs.columns or not generator:
+        return runs
+    made = runs[generator].map(lambda v: not is_missing(v)).any(axis=1)
+    if not made.any():
+        return runs
+    runs = runs.copy()
+    runs.loc[made, "config.data.root"] = "(generated)"
+    return runs
 
 
 def _sources(paper: dict, layout: Layout, rows: list[Row]) -> list[str]:
@@ -204,6 +260,7 @@ def _context(runs: pd.DataFrame) -> dict:
         "profiles": values("config.profile_name"),
         "backbones": values("config.backbone.name"),
         "image_sizes": values("config.data.image_size"),
+        "precisions": values("config.trainer.precision"),
         "seeds": seeds,
         "n_asked": max(asked) if asked else None,
         "n_runs": len(runs),
@@ -214,7 +271,7 @@ def _context(runs: pd.DataFrame) -> dict:
 def build_table(runs: pd.DataFrame, layout: Layout, paper: pd.DataFrame | dict) -> Table:
     """The table of one experiment: the paper's rows (missing ones included), then any other rows found."""
     paper = paper_lookup(paper) if isinstance(paper, pd.DataFrame) else paper
-    runs = runs.reset_index(drop=True)
+    runs = _generated_roots(runs.reset_index(drop=True))
     keys = [layout.key_of(r) for _, r in runs.iterrows()] if not runs.empty else []
     by_key: dict = {}
     for index, key in enumerate(keys):
@@ -250,6 +307,7 @@ def build_table(runs: pd.DataFrame, layout: Layout, paper: pd.DataFrame | dict) 
     if layout.mean_row:
         table.mean_row = _mean_row(layout, table.rows, paper)
     _annotate(table, runs, columns, split_notes)
+    _compare_with_default(table)
     table.sources = _sources(paper, layout, table.rows)
     return table
 
@@ -395,14 +453,47 @@ def fmt_number(value: float | None, decimals: int) -> str:
 
 
 def fmt_ours(cell: Cell, metric: MetricSpec) -> str:
+    """``mean ± std [95% interval] (n=k)`` and the mark of the comparison with the default row;
+    one seed: ``mean (n=1)`` (no spread to show)."""
     if cell.mean is None:
         return MISSING
     d = metric.decimals
-    if metric.with_std and cell.std is not None:
-        return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+    if metric.with_std:
+        text = f"{cell.mean:.{d}f}"
+        if cell.n > 1 and cell.std is not None:
+            text += f" ± {cell.std:.{d}f}"
+        if cell.ci is not None:
+            text += f" [{cell.ci[0]:.{d}f}, {cell.ci[1]:.{d}f}]"
+        return text + f" (n={cell.n})" + mark(cell)
     if cell.std:
         return f"{cell.mean:.{d}f} ± {cell.std:.{d}f}"
     return f"{cell.mean:.{d}f}"
+
+
+def mark(cell: Cell) -> str:
+    """† the difference from the default row is within seed noise; ‡ not testable; "" otherwise."""
+    if cell.test is None:
+        return ""
+    return {NOT_SIGNIFICANT: NOT_SIGNIFICANT_MARK, NOT_TESTABLE: NOT_TESTABLE_MARK}.get(cell.test.verdict, "")
+
+
+def significance_legend(table: Table) -> str:
+    """The sentence under a table that says what its intervals and marks mean."""
+    if not any(m.with_std for m in table.layout.metrics):
+        return ""
+    text = "[a, b] = 95% t-interval of the mean over seeds."
+    default = table.layout.default_row
+    if table.reference is not None:
+        text += (
+            f" Each row is compared with the default row ({table.reference.name}) by a paired t-test over the "
+            "seeds both completed (a seed fixes the data order and the initialisation of both rows, so "
+            f"pairing cancels that shared noise): {NOT_SIGNIFICANT_MARK} = the difference is not significant "
+            f"at {ALPHA:.0%} (within seed noise), {NOT_TESTABLE_MARK} = not testable (fewer than 2 shared "
+            "seeds); no mark = significant."
+        )
+    elif default:
+        text += f" The default row ({default}) has no completed run: no row is compared with it."
+    return text
 
 
 def delta(cell: Cell, metric: MetricSpec) -> float | None:
@@ -443,12 +534,17 @@ def _caption(table: Table) -> str:
         if layout.has_paper
         else f"{layout.title}."
     )
+    precision = ", ".join(ctx.get("precisions") or []) or "not recorded"
     parts = [
         head,
         f"Dataset: {', '.join(ctx['datasets']) or '—'}; profile: {', '.join(ctx['profiles']) or '—'};",
+        f"precision: {precision};",
         f"seeds: {seeds}{asked}.",
         layout.definitions,
     ]
+    legend = significance_legend(table)
+    if legend:
+        parts.append(legend)
     if layout.has_paper:
         parts.append("Paper: " + ("; ".join(source_summary(table.sources)) or "no number in the paper") + ".")
     return " ".join(parts)
@@ -632,6 +728,11 @@ def summary_frame(tables: list[Table]) -> pd.DataFrame:
                         "paper": cell.paper,
                         "delta": delta(cell, metric),
                         "paper_only": row.spec.paper_only,
+                        "ci_low": cell.ci[0] if cell.ci else None,
+                        "ci_high": cell.ci[1] if cell.ci else None,
+                        "vs_default": cell.test.verdict if cell.test else None,
+                        "n_paired": cell.test.n if cell.test else None,
+                        "p_vs_default": cell.test.p if cell.test else None,
                     }
                 )
     return pd.DataFrame(lines)

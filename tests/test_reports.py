@@ -68,8 +68,8 @@ def write_run(
         "experiment": experiment,
         "profile_name": "demo",
         "rerun": False,
-        "paths": {"data_root": f"/data/{seed}", "cache_root": "/cache"},
-        "data": {"name": "synthetic", "root": f"/data/{seed}", "image_size": 224, "categories": None},
+        "paths": {"data_root": "/data", "cache_root": "/cache"},
+        "data": {"name": "synthetic", "root": "/data/synthetic", "image_size": 224, "categories": None},
         "backbone": {
             "name": "efficientnet_lite0",
             "frozen": True,
@@ -340,9 +340,20 @@ def _row(grid: Grid, first: str, column: int = 0) -> dict:
 
 
 def _by_hand(values, scale=100.0) -> str:
+    """mean ± sample std [95% t-interval (scipy)] (n=k); one value: mean (n=1)."""
+    from scipy import stats
+
     xs = [v * scale for v in values]
-    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.fmean(xs):.1f} ± {std:.1f} (n={len(xs)})"
+    if len(xs) == 1:
+        return f"{xs[0]:.1f} (n=1)"
+    mean, std = statistics.fmean(xs), statistics.stdev(xs)
+    lo, hi = stats.t.interval(0.95, len(xs) - 1, loc=mean, scale=std / len(xs) ** 0.5)
+    return f"{mean:.1f} ± {std:.1f} [{lo:.1f}, {hi:.1f}] (n={len(xs)})"
+
+
+def _unmarked(text: str) -> str:
+    """A cell without its mark of the comparison with the default row (tested on its own)."""
+    return text.rstrip("†‡")
 
 
 # --- collect --------------------------------------------------------------------------------------------
@@ -407,13 +418,13 @@ def test_s2_layout_checkmarks_paper_values_and_delta(report):
     # aggregation, by hand: mean ± sample std over the three seeds, in percent, one decimal
     dets = [v[0] for v in S2_RUNS[("none", False, False)].values()]
     locs = [v[1] for v in S2_RUNS[("none", False, False)].values()]
-    assert row1["Det. ours"] == _by_hand(dets) and row1["Loc. ours"] == _by_hand(locs)
+    assert _unmarked(row1["Det. ours"]) == _by_hand(dets) and _unmarked(row1["Loc. ours"]) == _by_hand(locs)
     assert (row1["Det. paper"], row1["Loc. paper"]) == ("69.5", "79.4")
     mean_det = round(statistics.fmean(dets) * 100, 1)
     assert row1["Det. Δ"] == f"{mean_det - 69.5:+.1f}"
     assert row1["seeds"] == "3/3"
-    row6 = _row(grid, "6")  # one seed: ± 0.0
-    assert row6["Det. ours"] == "95.0 ± 0.0 (n=1)" and row6["Det. Δ"] == "+0.0" and row6["seeds"] == "1/3"
+    row6 = _row(grid, "6")  # one seed: no spread, no "± 0.0", no interval
+    assert row6["Det. ours"] == "95.0 (n=1)" and row6["Det. Δ"] == "+0.0" and row6["seeds"] == "1/3"
 
 
 def test_s2_missing_failed_and_partial_cells_are_listed(report):
@@ -440,7 +451,7 @@ def test_s2_runs_with_different_configs_are_not_averaged(report):
     nine = [dict(zip(grid.columns, r, strict=True)) for r in grid.rows if r[0] == "9"]
     assert [r["runs differ in"] for r in nine] == ["trainer.epochs=10", "trainer.epochs=40"]
     by_epochs = {r["runs differ in"]: r for r in nine}
-    assert by_epochs["trainer.epochs=10"]["Det. ours"] == "90.0 ± 0.0 (n=1)"
+    assert by_epochs["trainer.epochs=10"]["Det. ours"] == "90.0 (n=1)"  # one seed: no "± 0.0"
     assert by_epochs["trainer.epochs=40"]["Det. ours"] == _by_hand([0.966, 0.964])
     assert by_epochs["trainer.epochs=40"]["Det. paper"] == "96.5"
     assert any("not averaged together" in n and "trainer.epochs" in n for n in grid.notes)
@@ -468,7 +479,7 @@ def test_s3_designs_with_and_without_nma_fj(report):
     assert [r[0] for r in grid.rows][:3] == ["vanilla", "(a)", "(a)"]
     vanilla = _row(grid, "vanilla")
     assert (
-        vanilla["Det. ours"] == "87.6 ± 0.0 (n=1)"
+        _unmarked(vanilla["Det. ours"]) == "87.6 (n=1)"
         and vanilla["Det. paper"] == "87.6"
         and vanilla["Det. Δ"] == "+0.0"
     )
@@ -482,13 +493,13 @@ def test_s3_designs_with_and_without_nma_fj(report):
 def test_s4_s5_s6_rows_and_paper(report):
     s4 = _grid(report, "S4")
     assert [r[0] for r in s4.rows] == ["MSE", "Norm MSE", "Cosine"]
-    assert _row(s4, "Cosine")["Det. ours"] == _by_hand([0.955, 0.965])
+    assert _unmarked(_row(s4, "Cosine")["Det. ours"]) == _by_hand([0.955, 0.965])
     assert _row(s4, "Norm MSE")["Det. paper"] == "96.4" and _row(s4, "Norm MSE")["Loc. paper"] == "96.9"
     s5 = _grid(report, "S5")
     assert [r[0] for r in s5.rows] == ["Training", "Freezing"]
     assert (
         _row(s5, "Training")["Det. paper"] == "65.9"
-        and _row(s5, "Training")["Det. ours"] == "66.0 ± 0.0 (n=1)"
+        and _unmarked(_row(s5, "Training")["Det. ours"]) == "66.0 (n=1)"
     )
     s6 = _grid(report, "S6")
     assert [r[0] for r in s6.rows] == [
@@ -548,7 +559,7 @@ def test_generic_table_for_runs_without_experiment(report):
     assert grid.columns[0] == "overrides"
     assert [r[0] for r in grid.rows] == ["(defaults)", "model=mlp"]
     mlp = _row(grid, "model=mlp")
-    assert mlp["Det."] == _by_hand([0.91, 0.93]) and mlp["seeds"] == "2"  # trainer.device does not split
+    assert _unmarked(mlp["Det."]) == _by_hand([0.91, 0.93]) and mlp["seeds"] == "2"  # trainer.device does not split
     md = markdown_report(report)
     assert "Not tabulated (tasks without metrics): train_vis_decoder: 1." in md
     assert "broken/metrics.json" in md
@@ -560,9 +571,9 @@ def test_per_class_tables_with_mean_row(report):
     grid = grids[0]
     assert grid.columns == ["category", "image AUROC", "pixel AUROC"]
     assert [r[0] for r in grid.rows] == ["bottle", "grid", "mean"]
-    assert _row(grid, "bottle")["image AUROC"] == _by_hand([0.98, 0.97])
+    assert _unmarked(_row(grid, "bottle")["image AUROC"]) == _by_hand([0.98, 0.97])
     mean_seed = [statistics.fmean([0.98, 0.95]), statistics.fmean([0.97, 0.958])]
-    assert _row(grid, "mean")["image AUROC"] == _by_hand(mean_seed)
+    assert _unmarked(_row(grid, "mean")["image AUROC"]) == _by_hand(mean_seed)
     assert "row 9" in grid.title and "trainer.epochs=40" in grid.title
 
 
@@ -584,7 +595,7 @@ def test_latex_structure(report):
         assert token in tex, token
     assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
     assert tex.isascii()
-    assert "\\textbf{96.5 $\\pm$ 0.1 (n=2)}" in tex
+    assert "\\textbf{96.5 $\\pm$ 0.1 [95.2, 97.8] (n=2)}" in tex
     assert "$\\surd$" in tex and "---" in tex
     caption = re.search(r"\\caption\{(.*)\}", tex).group(1)
     assert "Dataset: synthetic" in caption and "profile: demo" in caption and "seeds: 1, 2, 3" in caption

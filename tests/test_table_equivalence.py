@@ -10,6 +10,7 @@ expansion, and must be the same; records made from them must give the same numbe
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -69,5 +70,18 @@ def test_records_of_those_cells_give_the_same_numbers(now, tmp_path):
     pd.testing.assert_frame_equal(got, want[SUMMARY_COLUMNS])
     md = markdown_report(report).replace(str(tmp_path), "<root>")
     tex = latex_report(report).replace(tex_escape(str(tmp_path)), "<root>")
-    assert md == (FIXTURE / "tables.md").read_text()
-    assert tex == (FIXTURE / "tables.tex").read_text()
+    assert _without_additions(md) == _without_additions((FIXTURE / "tables.md").read_text())
+    assert _without_additions(tex) == _without_additions((FIXTURE / "tables.tex").read_text())
+
+
+def _without_additions(text: str) -> str:
+    """The rendering less what was added on purpose after the capture (issue 12 point 4, issue 14 point 5,
+    the precision): 95% intervals, the marks and legend of the comparison with the default row, the
+    precision, "± 0.0" dropped for one seed; and column padding, which follows the cells' widths."""
+    text = re.sub(r" \[-?\d+\.\d+, -?\d+\.\d+\]", "", text)  # intervals
+    text = re.sub(r"†|‡|\$\^\\(dagger|ddagger)\$", "", text)  # marks
+    text = re.sub(r" \[a, b\] = 95\\?% t-interval of the mean over seeds\..*?(?= Paper:|\}?\n)", "", text)
+    text = re.sub(r"precision: not recorded; ", "", text)
+    text = re.sub(r" (?:±|\$\\pm\$) 0\.0 \(n=1\)", " (n=1)", text)
+    text = re.sub(r" *\| *", "|", text)
+    return re.sub(r"-{3,}:?", "-", text)
