@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint perf test-slurm clean
+.PHONY: install demo test lint perf eval-memory test-slurm clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ OFFICIAL  ?=
 PERF_ARGS ?=
 perf: install
 	$(PY) -m bench.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
+
+# Peak memory of the streamed evaluation (eval.metrics=all) on random classes: make eval-memory [EVAL_MEMORY_ARGS="--classes 15"]
+EVAL_MEMORY_ARGS ?=
+eval-memory: install
+	$(PY) -m bench.eval_memory $(EVAL_MEMORY_ARGS)
 
 # Real-SLURM tests (root; ~5 min): a throwaway one-node cluster with accounting on loopback
 # (tests/slurm/cluster.py installs Debian's slurm/munge/mariadb packages when absent), then the

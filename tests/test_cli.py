@@ -33,3 +33,12 @@ def test_multirun_after_overrides_sweeps_and_the_skip_lands_in_the_job_log(tmp_p
     logs = sorted(sweep.rglob("__main__.log"))
     assert len(logs) == 2
     assert all("skip:" in log.read_text() and "already completed" in log.read_text() for log in logs)
+
+
+def test_the_eval_memory_tool_runs():
+    """``make eval-memory`` (bench/eval_memory.py), at a tiny size."""
+    args = ["--classes", "2", "--images", "6", "--size", "32"]
+    proc = subprocess.run([sys.executable, "-m", "bench.eval_memory", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 classes x 6 images at 32 px" in proc.stdout and "peak RSS" in proc.stdout
