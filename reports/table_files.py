@@ -21,7 +21,8 @@ every other row is compared with. Keys of a table (``hydra.sweeper.table``)::
         overrides: [loss=mse]    # what makes the row; none: a row of the paper's numbers only
         paper: {image_auroc: 96.5, pixel_auroc: 96.8}
 
-A run belongs to the row whose overrides its resolved config satisfies: ``group=option`` means
+A run belongs to the row whose overrides its resolved config satisfies, on the keys that every row
+overrides (a row may set more, e.g. a method's own settings): ``group=option`` means
 ``config.<group>.name == option`` (checked against ``conf/<group>/<option>.yaml``), ``a.b=value``
 means ``config.a.b == value`` (YAML-parsed). Runs that match no row get a row of their own.
 """
@@ -79,7 +80,7 @@ class TableDecl:
     path: Path
 
     def row_key(self, row: RowDecl) -> tuple:
-        """The values of :attr:`key_columns` that the row's overrides set."""
+        """The values of :attr:`key_columns` (the keys every row sets) that the row's overrides give."""
         values = dict(_match(o) for o in row.overrides)
         return tuple(values[c] for c in self.key_columns)
 
@@ -172,10 +173,11 @@ def parse_table(experiment_file: Path) -> TableDecl | None:
             )
         )
     run_rows = [r for r in rows if not r.paper_only]
-    key_sets = {tuple(sorted(_match(o)[0] for o in r.overrides)) for r in run_rows}
-    if len(key_sets) > 1:
-        _fail(path, f"every row must set the same keys; found {sorted(key_sets)}")
-    key_columns = tuple(sorted(key_sets.pop())) if key_sets else ()
+    key_sets = [{_match(o)[0] for o in r.overrides} for r in run_rows]
+    shared = set.intersection(*key_sets) if key_sets else set()
+    if key_sets and not shared:
+        _fail(path, "the rows share no overridden key to tell their runs apart (e.g. every row sets model=...)")
+    key_columns = tuple(sorted(shared))
     paper = table.get("paper")
     varies = {f"config.{k}" for k in table.get("varies") or ()}
     default = str(table["default"]) if table.get("default") is not None else None
@@ -205,7 +207,7 @@ def parse_table(experiment_file: Path) -> TableDecl | None:
     )
     keys = [decl.row_key(r) for r in run_rows]
     if len(set(keys)) != len(keys):
-        _fail(path, "two rows have the same overrides")
+        _fail(path, f"two rows have the same values of {', '.join(key_columns)}: the report cannot tell them apart")
     return decl
 
 

@@ -65,11 +65,11 @@ def _experiment(tmp_path: Path, table: str) -> Path:
          "  - {id: x, overrides: [loss=mse]}\n",
          r"default: z is not the id of a row"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=mse]}\n"
-         "  - {id: y, overrides: [model.nma=true]}\n", r"every row must set the same keys"),
+         "  - {id: y, overrides: [model.nma=true]}\n", r"the rows share no overridden key"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=nope]}\n",
          r"row override loss=nope: no conf/loss/nope.yaml"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=mse]}\n"
-         "  - {id: y, overrides: [loss=mse]}\n", r"two rows have the same overrides"),
+         "  - {id: y, overrides: [loss=mse, model.nma=true]}\n", r"two rows have the same values of config.loss.name"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=mse],"
          " paper: {pixel_auroc: 1}}\n", r"paper numbers for \['pixel_auroc'\]"),
     ],
@@ -127,3 +127,20 @@ def test_layout_of_a_declaration_matches_rows_on_config_values():
     layout = layout_of(decl)
     assert layout.key_columns == ("config.data.normal_classes",)
     assert layout.rows[0].key == ((0, 1, 2, 3, 4),) and layout.mean_row
+
+
+def test_a_row_may_carry_settings_of_its_own(tmp_path):
+    """E.g. a method row with its own knobs: rows are told apart on the keys they all set."""
+    decl = parse_table(_experiment(tmp_path, """\
+        key: T
+        title: t
+        columns: [model]
+        metrics: [image_auroc]
+        default: uniad
+        rows:
+          - {id: uniad, overrides: [model=uniad]}
+          - {id: mlp, overrides: [model=mlp, model.fj=true]}
+        """))
+    assert decl.key_columns == ("config.model.name",)
+    assert [decl.row_key(r) for r in decl.rows] == [("uniad",), ("mlp",)]
+    assert "config.model.fj" in decl.row_prefixes
