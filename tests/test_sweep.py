@@ -57,3 +57,16 @@ def test_a_failing_cell_does_not_stop_the_sweep(tmp_path):
     assert statuses == ["completed", "failed"]
     assert "failed cells" in proc.stderr and "n_test_good=0" in proc.stderr
     assert "1/2 cells completed" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_table_sweeps_without_dash_m_through_the_submitit_launcher(tmp_path):
+    """experiment files set hydra.mode=MULTIRUN; the table sweeper hands its jobs to any launcher, and
+    hydra.sweeper.select runs some rows only (S7's mlp row: task=complexity, no data, seconds)."""
+    sweep = tmp_path / "sweep"
+    proc = _bench(["+experiment=complexity", "profile=smoke", "hydra.sweeper.select=[mlp]", "hydra/launcher=local",
+                   f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
+    assert record["status"] == "completed" and record["config"]["model"]["name"] == "mlp"
+    assert "model=mlp" in record["overrides"]
