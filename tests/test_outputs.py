@@ -30,8 +30,9 @@ def test_all_metrics_and_csv_logger(tmp_paths):
 def test_wandb_offline_run_holds_config_losses_table_and_images(tmp_paths, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = compose_cfg([*SMOKE, "logger=wandb", "eval.save_maps=1", "+experiment=ablation", "row=s2_9", "seed=2"])
-    record = run(cfg, tmp_paths / "run", overrides=["+experiment=ablation", "row=s2_9", "seed=2"])
+    row9 = ["decoder.design=lqd_a", "model.nma=true", "model.fj=true"]  # Table S2 row 9 (conf/experiment/ablation.yaml)
+    cfg = compose_cfg([*SMOKE, "logger=wandb", "eval.save_maps=1", "+experiment=ablation", *row9, "seed=2"])
+    record = run(cfg, tmp_paths / "run", overrides=["+experiment=ablation", *row9, "seed=2"])
     assert record["status"] == "completed"
     runs = list((tmp_paths / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
