@@ -1,8 +1,10 @@
 """``python -m reports``: run records → one DataFrame → the paper's tables S2–S7 (Markdown, LaTeX, CSV)
 beside the paper's numbers, per-class tables, and figures.
 
-Modules: :mod:`reports.collect` (find and load records), :mod:`reports.paper` (the paper's numbers),
-:mod:`reports.layouts` (the tables' rows and columns), :mod:`reports.tables` (aggregation, Markdown),
+Modules: :mod:`reports.collect` (find and load records), :mod:`reports.table_files` (the tables as
+declared in ``conf/experiment/*.yaml``), :mod:`reports.paper` (the paper's numbers, from those files),
+:mod:`reports.layouts` (the tables' rows and columns), :mod:`reports.stats` (intervals, paired tests),
+:mod:`reports.tables` (aggregation, Markdown),
 :mod:`reports.latex` (Styler → booktabs), :mod:`reports.figures` (PNG), :mod:`reports.report` (files).
 """
 

@@ -113,3 +113,11 @@ def test_precision_is_in_the_provenance(tmp_path):
     _s4(tmp_path / "old", "mse", {1: 0.95})
     (table,) = build_tables(collect([tmp_path / "old"]).frame, load_paper())
     assert "precision: not recorded;" in main_grid(table).caption
+
+
+def test_runs_on_other_categories_are_other_rows(tmp_path):
+    _s4(tmp_path, "mse", {1: 0.9}, tag="a", data__categories=["bottle"])
+    _s4(tmp_path, "mse", {2: 0.8}, tag="b", data__categories=["grid"])
+    (table,) = build_tables(collect([tmp_path]).frame, load_paper())
+    assert sorted(r.variant for r in table.rows if r.spec.id == "mse") == [
+        "data.categories=[bottle]", "data.categories=[grid]"]
