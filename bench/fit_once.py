@@ -25,8 +25,11 @@ def peak_rss_mb() -> float:
 
 
 def fit_statistics(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
-                   features: torch.Tensor | None = None, logger=None) -> dict:
-    """One pass over the training features; return timing figures (the record's ``timing``)."""
+                   features: torch.Tensor | None = None, logger=None, config: dict | None = None) -> dict:
+    """One pass over the training features; return timing figures (the record's ``timing``).
+
+    ``config``: the job's resolved config, stored in the checkpoint (``task=eval`` rebuilds from it).
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     detector.eval()
@@ -41,7 +44,7 @@ def fit_statistics(detector, train_set, trainer_cfg, *, run_dir: Path, device: t
     elapsed = time.perf_counter() - t0
     n_images = features.shape[0] if features is not None else len(train_set)
     checkpoint.save(Path(run_dir) / checkpoint.CKPT, model=checkpoint.learnable_state(detector), epoch=0,
-                    rng=checkpoint.rng_state())
+                    rng=checkpoint.rng_state(), config=config)
     if logger is not None:
         logger.log_scalars({f"fit/{k}": v for k, v in stats.items()}, step=0)
     out = {"fit": "one pass, no optimiser", "fit_s": round(elapsed, 3), "epochs_run": 0,

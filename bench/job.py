@@ -163,9 +163,8 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         timing["features_s"] = round(time.perf_counter() - t0, 3)
         record["cache"] = {"used": train_feats is not None, "hit": hit, "key": info.get("key")}
         fit_fn = fit_statistics if getattr(detector, "fits_by_statistics", False) else fit  # PaDiM, PatchCore
-        extra = {} if fit_fn is fit_statistics else {"config": record["config"]}  # checkpoints carry their config
         timing.update(fit_fn(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
-                             features=train_feats, logger=logger, **extra))
+                             features=train_feats, logger=logger, config=record["config"]))  # ckpt carries it
     if getattr(detector, "fits_by_statistics", False):  # what it stores is known once fitted
         record["complexity"] = complexity(detector, int(cfg.data.image_size))
     test_info: dict = {}

@@ -203,7 +203,9 @@ def test_end_to_end_unified_and_separate(tmp_path, model):
     assert list(sep["metrics"]["per_class"]) == sorted(uni["metrics"]["per_class"])[:1]
     if model == "patchcore":  # one bank for all categories holds more patches than one category's
         assert uni["complexity"]["bank_size"] > sep["complexity"]["bank_size"]
-    # the saved statistics evaluate again with task=eval
+    # the saved statistics evaluate again with task=eval, the model rebuilt from the checkpoint's config
+    saved = torch.load(tmp_path / "unified" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["config"]["model"]["name"] == model and saved["epoch"] == 0
     run_dir = tmp_path / "eval"
     proc = subprocess.run([*common, "task=eval", f"ckpt={tmp_path / 'unified' / 'last.ckpt'}",
                            f"hydra.run.dir={run_dir}"], cwd=ROOT, env=_env(tmp_path), capture_output=True,
