@@ -1,12 +1,80 @@
-"""Attention and feed-forward blocks shared by UniAD and the vanilla transformer (Table S1).
+"""Attention, dropout and feed-forward blocks shared by UniAD and the vanilla transformer (Table S1).
 
 Position embeddings are added to the query and the key of every attention, never to the value
-(UNIAD_SPEC 1.5). ``nn.MultiheadAttention`` with ``need_weights=False`` dispatches to PyTorch's
-fused scaled-dot-product attention, with the neighbor mask as an additive float mask.
+(UNIAD_SPEC 1.5). The parameters are ``nn.MultiheadAttention``'s (same names, same init, so official
+checkpoints load unchanged), but the forward is written out so that it runs on the fast kernels:
+
+* without dropout (evaluation) or on CUDA: ``F.scaled_dot_product_attention`` with the neighbor mask as a
+  boolean mask (fused flash / memory-efficient kernels; CUDA draws the attention dropout inside them);
+* training on CPU with attention dropout, which PyTorch's fused CPU kernel does not support: the same
+  mathematics written out, ``softmax(q k^T / sqrt(d) + M) -> dropout -> @ v`` with the additive mask
+  fused into the ``baddbmm`` and the dropout's 1/(1-p) applied to the (smaller) output.
+
+Dropout on CPU (``Dropout``) draws its keep mask from 64-bit random words split into four 16-bit
+lanes, one Mersenne-Twister word per four elements instead of one per element (``bernoulli_`` was the
+largest item of the bf16 training step's profile). An element is dropped with probability
+``round(p * 2**16) / 2**16`` (0.1000061 for p = 0.1) and kept ones are scaled by the exact inverse of
+the keep probability, so each activation's expectation is unchanged. Under ``torch.compile`` and on
+CUDA the standard ``F.dropout`` is used (inductor and CUDA generate their own fused random numbers).
 """
 
+from __future__ import annotations
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+_LANES = 1 << 16
+
+
+def _cpu_fast(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def drop_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
+    """(bool mask, True where dropped; the keep scale 1/(1 - p')) with p' = round(p * 2**16) / 2**16."""
+    n = 1
+    for s in shape:
+        n *= s
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
+    lanes = words.view(torch.int16)[:n].view(shape)  # 4 uniform 16-bit lanes per word, in [-2**15, 2**15)
+    cut = round(p * _LANES)
+    return lanes < cut - _LANES // 2, _LANES / (_LANES - cut)
+
+
+class _MaskScale(torch.autograd.Function):
+    """``where(drop, 0, x) * scale`` in one pass each way, saving only the boolean mask."""
+
+    @staticmethod
+    def forward(ctx, x, drop, scale):
+        ctx.save_for_backward(drop)
+        ctx.scale = scale
+        return torch.where(drop, 0, x).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (drop,) = ctx.saved_tensors
+        return torch.where(drop, 0, grad).mul_(ctx.scale), None, None
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU training path draws its mask four elements per random word."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or not _cpu_fast(x):
+            return F.dropout(x, self.p, self.training)
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        drop, scale = drop_mask(x.shape, self.p, x.device)
+        return _MaskScale.apply(x, drop, scale)
+
+
+def _compute_dtype(param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``param`` cast once to the autocast dtype (its slices then need no cast of their own)."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return param.to(torch.get_autocast_dtype(kind))
+    return param
 
 
 class PositionalAttention(nn.Module):
@@ -17,13 +85,45 @@ class PositionalAttention(nn.Module):
         self.mha = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
     def forward(self, query, key_value, pos, mask=None):
-        """query, key_value: (B, N, D); pos: (N, D); mask: (N, N) additive or None."""
-        if mask is None and self.training and self.mha.dropout > 0 and query.device.type == "cpu":
-            # PyTorch's CPU attention kernel with dropout is ~30x slower without a mask than with one
-            # (torch 2.14); an all-zero additive mask computes the same thing on the fast path.
-            mask = query.new_zeros(query.shape[1], key_value.shape[1])
-        out, _ = self.mha(query + pos, key_value + pos, key_value, attn_mask=mask, need_weights=False)
-        return out
+        """query: (B, N, D); key_value: (B, M, D); pos: (N, D); mask: (N, M) bool, True = blocked, or None."""
+        mha = self.mha
+        b, n, d = query.shape
+        heads = mha.num_heads
+        w = _compute_dtype(mha.in_proj_weight, query)
+        bias = _compute_dtype(mha.in_proj_bias, query)
+        if query is key_value:  # self-attention: q and k come from the same input, one projection
+            (w_qk, w_v), (b_qk, b_v) = w.split([2 * d, d]), bias.split([2 * d, d])
+            q, k = F.linear(query + pos, w_qk, b_qk).chunk(2, dim=-1)
+        else:
+            (w_q, w_k, w_v), (b_q, b_k, b_v) = w.chunk(3), bias.chunk(3)
+            q = F.linear(query + pos, w_q, b_q)
+            k = F.linear(key_value + pos, w_k, b_k)
+        v = F.linear(key_value, w_v, b_v)
+        q, k, v = (t.reshape(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+        p = mha.dropout if self.training else 0.0
+        if p > 0 and _cpu_fast(query):
+            out = self._attention_with_cpu_dropout(q, k, v, mask, p)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ~mask, dropout_p=p)
+        out = out.transpose(1, 2).reshape(b, n, d)
+        return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
+
+    @staticmethod
+    def _attention_with_cpu_dropout(q, k, v, mask, p):
+        """softmax(q k^T / sqrt(d) + M), dropout, @ v: the math path of SDPA, with the cheap dropout."""
+        b, h, n, dh = q.shape
+        m = k.shape[2]
+        q, k, v = q.reshape(b * h, n, dh), k.reshape(b * h, m, dh), v.reshape(b * h, m, dh)
+        if mask is None:
+            additive = q.new_zeros(1, 1, 1)
+        else:
+            additive = torch.zeros(n, m, dtype=q.dtype, device=q.device).masked_fill_(mask, float("-inf"))
+        # the mask and the 1/sqrt(d) scale fused into the matmul: M + (q k^T) / sqrt(d)
+        attn = torch.baddbmm(additive, q, k.transpose(1, 2), alpha=dh**-0.5).softmax(dim=-1)
+        drop, scale = drop_mask(attn.shape, p, attn.device)
+        # dropout's 1/(1-p) fused into the second matmul: (where(drop, 0, attn) @ v) * scale
+        out = torch.baddbmm(v.new_zeros(1, 1, 1), torch.where(drop, 0, attn), v, beta=0, alpha=scale)
+        return out.reshape(b, h, n, dh)
 
 
 class FeedForward(nn.Module):
@@ -33,7 +133,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(dim, hidden)
         self.linear2 = nn.Linear(hidden, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x):
         return self.linear2(self.dropout(torch.relu(self.linear1(x))))
@@ -48,8 +148,8 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(dim, ffn_dim, dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
 
     def forward(self, x, pos, mask=None):
         x = self.norm1(x + self.dropout1(self.attn(x, x, pos, mask)))

@@ -25,7 +25,7 @@ or the encoder output itself (``none``: w/o query).
 
 from torch import nn
 
-from models.attention import FeedForward, PositionalAttention
+from models.attention import Dropout, FeedForward, PositionalAttention
 
 WIRING: dict[str, tuple[str, str, str, str]] = {
     "lqd_a": ("q", "E", "r", "P"),
@@ -57,9 +57,9 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
 
     def forward(self, prev, memory, pos, mask=None):
         """prev (P), memory (E): (B, N, D) → (B, N, D)."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.attention import EncoderLayer
 from models.jitter import FeatureJitter
-from models.neighbor_mask import additive_mask, neighbor_mask
+from models.neighbor_mask import neighbor_mask
 from models.position_embedding import LearnedPositionEmbedding
 from models.query_decoder import QueryDecoder
 
@@ -61,8 +61,8 @@ class UniAD(nn.Module):
         )
         self.decoder = QueryDecoder(decoder, num_decoder_layers, h * w, hidden_dim, nhead, dim_feedforward, dropout)
         self.channel_recovery = nn.Linear(hidden_dim, in_channels)
-        mask = additive_mask(neighbor_mask((h, w), tuple(neighbor_size))) if nma else None
-        # built once, moved with the module, never saved in checkpoints
+        mask = neighbor_mask((h, w), tuple(neighbor_size)) if nma else None
+        # boolean, True = blocked; built once, moved with the module, never saved in checkpoints
         self.register_buffer("attn_mask", mask, persistent=False)
         xavier_init_(self)
 
@@ -75,7 +75,7 @@ class UniAD(nn.Module):
             tokens = self.jitter(tokens)
         x = self.channel_reduction(tokens)
         pos = self.pos_embed().to(x.dtype)
-        mask = None if self.attn_mask is None else self.attn_mask.to(x.dtype)
+        mask = self.attn_mask
         memory = x
         for layer in self.encoder:
             memory = layer(memory, pos, mask)

@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models import attention
+from models.attention import PositionalAttention
 from models.jitter import FeatureJitter
 from models.losses import MSELoss, image_scores, upsample_map
 from models.neighbor_mask import additive_mask, neighbor_mask
@@ -127,3 +129,44 @@ def test_nma_mask_changes_attention():
     without = UniAD(8, (4, 4), nma=False, **kw).eval()
     assert with_mask.attn_mask is not None and without.attn_mask is None
     assert not torch.allclose(with_mask(x), without(x))
+
+
+# ------------------------------------------------ the fast attention / dropout paths keep the mathematics
+
+
+def _attention_inputs(self_attention: bool):
+    torch.manual_seed(0)
+    q = torch.randn(2, 16, 32)
+    kv = q if self_attention else torch.randn(2, 16, 32)
+    return q, kv, torch.randn(16, 32), neighbor_mask((4, 4), (3, 3))
+
+
+@pytest.mark.parametrize("self_attention", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_attention_equals_multihead_attention_with_the_same_parameters(self_attention, training):
+    q, kv, pos, blocked = _attention_inputs(self_attention)
+    attn = PositionalAttention(32, 4, dropout=0.0).train(training)
+    ref, _ = attn.mha(q + pos, kv + pos, kv, attn_mask=additive_mask(blocked), need_weights=False)
+    torch.testing.assert_close(attn(q, kv, pos, blocked), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_dropout_attention_path_equals_fused_attention_when_nothing_is_dropped(monkeypatch):
+    q, kv, pos, blocked = _attention_inputs(False)
+    attn = PositionalAttention(32, 4, dropout=0.1).eval()
+    expected = attn(q, kv, pos, blocked)  # eval: F.scaled_dot_product_attention
+    monkeypatch.setattr(attention, "drop_mask", lambda shape, p, device: (torch.zeros(shape, dtype=torch.bool), 1.0))
+    torch.testing.assert_close(attn.train()(q, kv, pos, blocked), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_dropout_drops_p_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = attention.Dropout(0.1).train()(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.003
+    kept = torch.tensor(65536 / (65536 - 6554), dtype=torch.float32).item()  # p' = round(0.1 * 2**16) / 2**16
+    assert set(y.unique().tolist()) == {0.0, kept}
+    assert abs(y.mean().item() - 1) < 0.01
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(y)/d(x) is the same mask and scale
+    assert torch.equal(attention.Dropout(0.1).eval()(x), x)
