@@ -31,13 +31,13 @@ def make_train_step(detector, optimizer, params, trainer_cfg, device: torch.devi
     ``trainer.compile=true`` compiles the reconstruction model (inductor, CPU and CUDA).
     """
     mode = precision.check(str(trainer_cfg.precision))
-    precision.configure(mode, device)
     reconstruct = detector.reconstruct
     if trainer_cfg.compile:
         reconstruct = torch.compile(detector.reconstruction)
     clip = float(trainer_cfg.clip_grad or 0)
 
     def step(kind: str, x: torch.Tensor) -> torch.Tensor:
+        precision.configure(mode, device)  # process-wide flags: set per step, another step may differ
         with precision.autocast(mode, device):
             # a trainable backbone (S5) gets gradients through its own target as well
             target = x if kind == "features" else detector.target(x)

@@ -13,9 +13,11 @@ backbone.weights=none``) it measures, on synthetic random images (no dataset is 
   module on the same cached features, in the same process, interleaved with ours so both see the same
   machine load; skipped with a message when PATH holds no ``models/reconstructions/uniad.py``.
 
-The train step is ``bench.fit``'s: bf16 autocast on CUDA, AdamW, gradient clipping, the loss accumulated on
-the device (no host-device sync per step), ``trainer.compile=true`` compiles the reconstruction model.
-The official step is its own code as released: fp32, neighbor mask rebuilt in Python every forward.
+The train step is ``bench.fit.make_train_step``, the function the training loop runs: the forward under
+``trainer.precision`` (fp32 | tf32 | bf16 autocast), the loss in fp32, AdamW, gradient clipping, the loss
+accumulated on the device (no host-device sync per step); ``trainer.compile=true`` compiles the
+reconstruction model. The official model (``bench.official``, needs ``pip install -e .[perf]`` for einops)
+runs through the same step, as released: fp32, not compiled, neighbor mask rebuilt every forward.
 Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<out>/perf.json``.
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -31,28 +32,21 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import bench  # noqa: F401  (registers the config resolvers)
+from bench import precision
 from bench.build import build_detector, feature_size, learnable_parameters
 from bench.complexity import complexity, count_parameters
 from bench.feature_cache import DTYPES
+from bench.fit import make_train_step
+from bench.official import OFFICIAL_FILE, OfficialDetector, build_official, load_official, official_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
-OFFICIAL_FILE = Path("models") / "reconstructions" / "uniad.py"
-# experiments/MVTec-AD/config.yaml of the official code (UNIAD_SPEC 1.4); the sizes come from cfg.arch
-# (equal to these at profile=demo and profile=paper) so both models have the same shape.
-OFFICIAL_CONFIG = {
-    "pos_embed_type": "learned", "save_recon": False, "initializer": {"method": "xavier_uniform"},
-    "hidden_dim": 256, "nhead": 8, "num_encoder_layers": 4, "num_decoder_layers": 4, "dim_feedforward": 1024,
-    "dropout": 0.1, "activation": "relu", "normalize_before": False,
-}
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -155,150 +149,24 @@ def time_interleaved(phases: dict, steps: int, warmup: int, rounds: int, device,
     return {name: (seconds[name], peak[name]) for name in phases}
 
 
-# ------------------------------------------------------------------------------------------- our model
+# ------------------------------------------------------------------------------------------ benchmark
 
 
-def make_train_step(detector, trainer_cfg, device, batches):
-    """One ``bench.fit`` training step per call on ``batches(i) -> (kind, tensor)``."""
+def timed_step(detector, trainer_cfg, device, batches):
+    """``bench.fit.make_train_step`` of ``detector`` as a phase ``fn(i)`` on ``batches(i) -> (kind, x)``.
+
+    The losses are summed on the device and read once at the end, as fit reads once per epoch.
+    """
     params = learnable_parameters(detector)
     optimizer = instantiate(trainer_cfg.optimizer)(params)
-    reconstruct = detector.reconstruct
-    if trainer_cfg.get("compile"):
-        reconstruct = torch.compile(detector.reconstruction)
-    clip = float(trainer_cfg.clip_grad or 0)
+    step = make_train_step(detector, optimizer, params, trainer_cfg, device)
     total = torch.zeros((), device=device)
 
-    def step(i: int) -> None:
-        nonlocal total
+    def fn(i: int) -> None:
         detector.train()
-        kind, x = batches(i)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            target = x if kind == "features" else detector.target(x)
-            rec = reconstruct(target)
-            loss = detector.loss(target.float(), rec.float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        total = total + loss.detach()  # read once at the end, as fit reads once per epoch
+        total.add_(step(*batches(i)))
 
-    return step
-
-
-# ---------------------------------------------------------------------------------------- official model
-
-
-def _rearrange(tensor: torch.Tensor, pattern: str, **axes) -> torch.Tensor:
-    """The two ``einops.rearrange`` patterns the official reconstruction uses (when einops is absent)."""
-    pattern = " ".join(pattern.split())
-    if pattern == "b c h w -> (h w) b c":
-        return tensor.flatten(2).permute(2, 0, 1)
-    if pattern == "(h w) b c -> b c h w":
-        n, b, c = tensor.shape
-        h = int(axes["h"])
-        return tensor.permute(1, 2, 0).reshape(b, c, h, n // h)
-    raise NotImplementedError(f"einops is not installed and the stand-in does not know {pattern!r}")
-
-
-def official_file(path: str | os.PathLike) -> Path | None:
-    """``models/reconstructions/uniad.py`` of a checkout (or the file itself), or None when absent."""
-    path = Path(path).expanduser()
-    candidates = [path] if path.suffix == ".py" else [path / OFFICIAL_FILE, path / "UniAD" / OFFICIAL_FILE]
-    return next((p.resolve() for p in candidates if p.is_file()), None)
-
-
-def load_official(path: str | os.PathLike) -> ModuleType:
-    """Import the official reconstruction module by file path, without copying any of it.
-
-    Its ``from models.initializer import ...`` must see the checkout's ``models`` package, which clashes
-    with ours: our ``models*`` modules are set aside while it imports and put back afterwards. When einops
-    is not installed, a stand-in that knows the module's two patterns is used.
-    """
-    file = official_file(path)
-    if file is None:
-        raise FileNotFoundError(f"no {OFFICIAL_FILE} under {path}")
-    checkout = file.parents[2] if file.parent.name == "reconstructions" else file.parent
-    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "models" or k.startswith("models.")}
-    stand_in = None
-    if importlib.util.find_spec("einops") is None:
-        stand_in = sys.modules["einops"] = ModuleType("einops")
-        stand_in.rearrange = _rearrange
-    sys.path.insert(0, str(checkout))
-    name = "uniad_official_reconstruction"
-    try:
-        spec = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    finally:
-        sys.path.remove(str(checkout))
-        for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
-            del sys.modules[k]
-        sys.modules.update(ours)
-        if stand_in is not None and sys.modules.get("einops") is stand_in:
-            del sys.modules["einops"]
-    module.__einops_stand_in__ = stand_in is not None
-    return module
-
-
-def build_official(module: ModuleType, cfg: DictConfig, channels: int, device: torch.device):
-    arch = OmegaConf.to_container(cfg.arch, resolve=True)
-    model_cfg = cfg.model
-    kwargs = {**OFFICIAL_CONFIG, **{k: arch[k] for k in ("hidden_dim", "nhead", "num_encoder_layers",
-                                                         "num_decoder_layers", "dim_feedforward") if k in arch}}
-    kwargs["dropout"] = float(model_cfg.get("dropout", kwargs["dropout"]))
-    return module.UniAD(
-        inplanes=[channels], instrides=[int(cfg.backbone.feature_stride)], feature_size=list(feature_size(cfg)),
-        feature_jitter=SimpleNamespace(scale=float(model_cfg.get("fj_scale", 20.0)),
-                                       prob=float(model_cfg.get("fj_prob", 1.0))),
-        neighbor_mask=SimpleNamespace(neighbor_size=list(arch.get("neighbor_size", [7, 7])), mask=[True] * 3),
-        **kwargs,
-    ).to(device)
-
-
-@contextlib.contextmanager
-def cuda_calls_stay_on(device: torch.device):
-    """The official code moves its jitter noise and mask with ``.cuda()``; off CUDA that is a no-op here."""
-    if device.type == "cuda":
-        yield
-        return
-    saved = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = saved
-
-
-def make_official_step(model, trainer_cfg, device, batches):
-    """The official train step: MSE(feature_rec, feature_align), AdamW, gradient clipping, fp32."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(trainer_cfg.optimizer)(params)
-    clip = float(trainer_cfg.clip_grad or 0)
-    total = torch.zeros((), device=device)
-
-    def step(i: int) -> None:
-        nonlocal total
-        model.train()
-        _, x = batches(i)
-        with cuda_calls_stay_on(device):
-            out = model({"feature_align": x})
-        loss = F.mse_loss(out["feature_rec"], out["feature_align"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        total = total + loss.detach()
-
-    return step
-
-
-# ------------------------------------------------------------------------------------------ benchmark
+    return fn
 
 
 def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, rounds: int, infer_batches: int,
@@ -331,11 +199,11 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
         def cached(i: int):
             return "features", features[picks[i % len(picks)]].float()
 
-        phases["train_cached"] = make_train_step(detector, cfg.trainer, device, cached)
+        phases["train_cached"] = timed_step(detector, cfg.trainer, device, cached)
     else:
         notes.append("train/infer with cache: not measured, the target can change (trainable backbone "
                      "or image model), so the cache is bypassed")
-    phases["train_uncached"] = make_train_step(detector, cfg.trainer, device, images)
+    phases["train_uncached"] = timed_step(detector, cfg.trainer, device, images)
 
     official_status, official_params = "not requested (--official PATH)", None
     if official:
@@ -345,11 +213,12 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
             official_status = f"skipped: no {OFFICIAL_FILE} under {official} (give a zhiyuanyou/UniAD checkout)"
         else:
             try:
-                module = load_official(official)
-                model = build_official(module, cfg, features.shape[1], device)
+                model = build_official(load_official(official), cfg, features.shape[1]).to(device)
                 official_params = count_parameters(model)
-                phases["official_train"] = make_official_step(model, cfg.trainer, device, cached)
-                official_status = "measured" + (" (einops stand-in)" if module.__einops_stand_in__ else "")
+                # the official recipe as released: fp32, not compiled, through the same train step
+                as_released = OmegaConf.merge(cfg.trainer, {"precision": "fp32", "compile": False})
+                phases["official_train"] = timed_step(OfficialDetector(model, device), as_released, device, cached)
+                official_status = "measured (fp32, as released)"
             except Exception as exc:  # an incompatible checkout: say why, measure the rest
                 official_status = f"skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     if official:
@@ -410,7 +279,8 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
             "channels": int(features.shape[1]) if features is not None else None,
             "arch": OmegaConf.to_container(cfg.arch, resolve=True), "batch_size": batch_size, "steps": steps,
             "warmup_steps": warmup, "rounds": rounds, "cache_dtype": cache_dtype,
-            "compile": bool(cfg.trainer.get("compile")), "autocast": "bf16" if device.type == "cuda" else "off (fp32)",
+            "compile": bool(cfg.trainer.compile), "precision": str(cfg.trainer.precision),
+            "matmul_precision": precision.effective(str(cfg.trainer.precision), device),
             "input": "synthetic random images",
         },
         "train_images_per_s_cached": r(cached_rate),
@@ -462,7 +332,7 @@ def markdown(result: dict) -> str:
         f"hidden {arch.get('hidden_dim')}, {arch.get('num_encoder_layers')}+{arch.get('num_decoder_layers')} layers, "
         f"FFN {arch.get('dim_feedforward')}; batch {c['batch_size']}, {c['warmup_steps']} warm-up + {c['steps']} "
         f"timed steps per phase in {c['rounds']} interleaved rounds; cache dtype {c['cache_dtype']}, "
-        f"autocast {c['autocast']}, compile {c['compile']}; {c['input']}.",
+        f"precision {c['precision']} (matmuls in {c['matmul_precision']}), compile {c['compile']}; {c['input']}.",
         "",
         "| figure | value |",
         "| --- | --- |",
