@@ -98,13 +98,13 @@ class RowSpec:
 @dataclass(frozen=True)
 class Layout:
     experiment: str | None
-    key: str  # "S2" (table name in headings, the paper CSV and file names)
+    key: str  # "S2" (table name in headings, the paper's numbers and file names)
     title: str
     label_columns: tuple[str, ...]
     key_columns: tuple[str, ...]  # run-frame columns whose values identify the row
     rows: tuple[RowSpec, ...]
     metrics: tuple[MetricSpec, ...]
-    describe: Callable[[tuple], RowSpec]  # a row spec for a key that is not one of the paper's rows
+    describe: Callable[[tuple], RowSpec]  # a row spec for a key that is none of the declared rows
     row_prefixes: tuple[str, ...] = ()  # config keys that legitimately differ between rows
     key_transform: Callable[[tuple], tuple] = field(default=lambda key: key)
     paper_dataset: str | None = "mvtec"  # the paper's dataset for this table (None: no dataset involved)
