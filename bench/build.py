@@ -55,6 +55,14 @@ def build_datasets(cfg: DictConfig):
             Cifar10ManyVsMany(data.root, "train", classes, image_size=size),
             Cifar10ManyVsMany(data.root, "test", classes, image_size=size),
         )
+    if data.name == "folder":
+        from data.folder import FolderDataset
+
+        layout = {k: data.get(k) for k in ("train_dir", "test_dir", "labels", "mask_dir")}
+        return (
+            FolderDataset(data.root, "train", categories=categories, image_size=size, **layout),
+            FolderDataset(data.root, "test", categories=categories, image_size=size, **layout),
+        )
     from data.mvtec import MVTecDataset
 
     root = data.root
@@ -63,7 +71,7 @@ def build_datasets(cfg: DictConfig):
 
         root = ensure(data.root, **OmegaConf.to_container(data.generator, resolve=True))
     elif data.name != "mvtec":
-        raise ValueError(f"data={data.name} is unknown; choose synthetic, mvtec or cifar10")
+        raise ValueError(f"data={data.name} is unknown; choose synthetic, mvtec, folder or cifar10")
     return (
         MVTecDataset(root, "train", categories=categories, image_size=size),
         MVTecDataset(root, "test", categories=categories, image_size=size),

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from bench import precision
-from bench.metrics import class_metrics, mean_metrics, resolve_metrics
+from bench.metrics import class_metrics, mean_metrics, resolve_metrics, without_pixel_metrics
 from models.losses import image_scores
 
 
@@ -52,6 +52,9 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
               run_dir: Path | None = None, logger=None) -> tuple[dict, dict]:
     """Return ({"mean": {...}, "per_class": {...}}, timing)."""
     names = resolve_metrics(list(eval_cfg.metrics) if not isinstance(eval_cfg.metrics, str) else eval_cfg.metrics)
+    skipped: tuple[str, ...] = ()
+    if not getattr(test_set, "has_masks", True):  # data=folder without masks: no pixel metrics at all
+        names, skipped = without_pixel_metrics(names)
     detector.eval()
     categories = sample_categories(test_set)
     per_class: dict[str, dict[str, float]] = {}
@@ -95,5 +98,8 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
         del maps, masks, maps_np, masks_np
     bar.close()
     elapsed = time.perf_counter() - t0
-    return {"mean": mean_metrics(per_class), "per_class": per_class}, {
+    result = {"mean": mean_metrics(per_class), "per_class": per_class}
+    if skipped:
+        result["note"] = f"{', '.join(skipped)} skipped: the test set has no ground-truth masks"
+    return result, {
         "eval_s": round(elapsed, 3), "infer_images_per_s": round(len(test_set) / elapsed, 2) if elapsed else None}

@@ -442,6 +442,14 @@ def resolve_metrics(names: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def without_pixel_metrics(names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(image metrics kept, pixel metrics skipped) of ``names``: for a test set without ground-truth
+    masks (``data=folder`` without masks), whose pixel metrics must be absent, never computed from
+    invented all-normal masks."""
+    names = resolve_metrics(names)
+    return (tuple(n for n in names if not n.startswith("pixel_")), tuple(n for n in names if n.startswith("pixel_")))
+
+
 def class_metrics(names, labels, scores, masks, maps, *, normal_pixel_budget: int | None = None,
                   seed: int = 0) -> dict[str, float]:
     """Compute the metrics ``names`` (anything ``resolve_metrics`` accepts) for ONE class.

@@ -1,0 +1,184 @@
+"""Your own data (``data=folder``, DESIGN.md section 7): a dataset that is not in the MVTec AD layout.
+
+Per category ``<root>/<category>/``: a folder of normal training images (``train_dir``) and test images
+labelled either by folder (``<test_dir>/good/*`` normal, ``<test_dir>/<anything else>/*`` anomalous) or,
+when ``labels`` names a CSV file in the category folder, by its rows ``path,label[,mask]`` (paths relative
+to the category folder; label 0 normal, 1 anomalous). Masks are optional: in folder mode they are looked
+up as ``<mask_dir>/<defect>/<stem>.*`` or ``<stem>_mask.*``; in CSV mode they are the ``mask`` column.
+Either every anomalous test image has a mask or none has: pixel metrics are then computed or skipped
+(``has_masks``), never computed from invented masks. Every problem stops the job in one line
+(``DatasetError``) before training. Images are read by ``data.transforms`` like every other dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from data.errors import DatasetError
+from data.mvtec import IMAGE_EXTENSIONS, MVTecDataset, Sample
+
+CSV_COLUMNS = ("path", "label", "mask")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _folder(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"missing folder {path} ({what}): create it or check data.root and data.{what}")
+    return path
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """The image's width and height from its header; an unreadable file is a one-line error."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DatasetError(f"unreadable image {path} ({reason}): replace or remove the file") from None
+
+
+def _checked(image: Path, mask: Path | None) -> tuple[str, str | None]:
+    size = _size(image)
+    if mask is not None:
+        mask_size = _size(mask)
+        if mask_size != size:
+            raise DatasetError(
+                f"mask {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is {size[0]}x{size[1]}: "
+                "masks must have their image's size"
+            )
+    return str(image), None if mask is None else str(mask)
+
+
+def _find_mask(mask_root: Path, defect: str, stem: str) -> Path | None:
+    folder = mask_root / defect
+    if not folder.is_dir():
+        return None
+    for name in (stem, f"{stem}_mask"):
+        for path in _images(folder):
+            if path.stem == name:
+                return path
+    return None
+
+
+def _scan_train(base: Path, category: str, train_dir: str) -> list[Sample]:
+    folder = _folder(base / category / train_dir, "train_dir")
+    images = _images(folder)
+    if not images:
+        raise DatasetError(f"no training images in {folder}: the normal class of {category!r} is empty")
+    return [Sample(_checked(p, None)[0], category, "good", 0, None) for p in images]
+
+
+def _scan_test_folders(base: Path, category: str, test_dir: str, mask_dir: str | None) -> list[Sample]:
+    test = _folder(base / category / test_dir, "test_dir")
+    mask_root = base / category / mask_dir if mask_dir else None
+    samples = []
+    for sub in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = 0 if sub.name == "good" else 1
+        for image in _images(sub):
+            mask = _find_mask(mask_root, sub.name, image.stem) if label and mask_root is not None else None
+            path, mask_path = _checked(image, mask)
+            samples.append(Sample(path, category, sub.name, label, mask_path))
+    return samples
+
+
+def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
+    folder = base / category
+    table = folder / labels
+    if not table.is_file():
+        raise DatasetError(f"missing label file {table}: write it (columns path,label[,mask]) or set data.labels=null")
+    with open(table, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header[:2] != ["path", "label"] or len(header) > 3 or (len(header) == 3 and header[2] != "mask"):
+        raise DatasetError(f"{table}: the header must be path,label or path,label,mask, got {','.join(header)}")
+    samples = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = [c.strip() for c in row] + [""] * (len(header) - len(row))
+        if cells[1] not in ("0", "1"):
+            raise DatasetError(
+                f"{table} line {line}: label {cells[1]!r} is not 0 or 1 (0 = normal, 1 = anomalous)"
+            )
+        label = int(cells[1])
+        image = folder / cells[0]
+        if not cells[0] or not image.is_file():
+            raise DatasetError(f"{table} line {line}: image {image} does not exist: fix the path column")
+        mask = None
+        if len(header) == 3 and cells[2]:
+            mask = folder / cells[2]
+            if not mask.is_file():
+                raise DatasetError(f"{table} line {line}: mask {mask} does not exist: fix the mask column")
+            if label == 0:
+                raise DatasetError(f"{table} line {line}: a normal image (label 0) has a mask: remove it")
+        path, mask_path = _checked(image, mask)
+        samples.append(Sample(path, category, "good" if label == 0 else "anomalous", label, mask_path))
+    return samples
+
+
+def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, train_dir: str,
+         test_dir: str, labels: str | None, mask_dir: str | None) -> list[Sample]:
+    """Validated, deterministically ordered samples of ``split`` ('train' or 'test') for ``categories``.
+
+    ``categories=None`` takes every subfolder of ``root`` that holds ``train_dir``. Raises
+    ``DatasetError`` for a missing folder or label file, an empty class (no training images, no normal
+    or no anomalous test image), an unreadable image or mask, a label other than 0/1, and masks given
+    for only some anomalous images.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DatasetError(f"missing dataset root {base}: set data.root to the folder of the category folders")
+    known = sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / train_dir).is_dir())
+    if categories is None:
+        if not known:
+            raise DatasetError(f"no categories in {base}: expected <category>/{train_dir}/ folders of normal images")
+        categories = known
+    for category in categories:
+        _folder(base / category / train_dir, "train_dir")
+    samples: list[Sample] = []
+    for category in sorted(set(categories)):
+        if split == "train":
+            samples += _scan_train(base, category, train_dir)
+            continue
+        found = (_scan_test_csv(base, category, labels) if labels
+                 else _scan_test_folders(base, category, test_dir, mask_dir))
+        where = base / category / (labels or test_dir)
+        for label, name in ((0, "normal"), (1, "anomalous")):
+            if not any(s.label == label for s in found):
+                raise DatasetError(f"no {name} test images for {category!r} in {where}: both classes are needed")
+        samples += found
+    if split == "test":
+        anomalous = [s for s in samples if s.label == 1]
+        with_mask = [s for s in anomalous if s.mask_path]
+        if with_mask and len(with_mask) != len(anomalous):
+            missing = next(s.path for s in anomalous if not s.mask_path)
+            raise DatasetError(
+                f"anomalous image {missing} has no mask while {len(with_mask)} others have one: give every "
+                "anomalous image a mask or none (then the pixel metrics are skipped)"
+            )
+    return samples
+
+
+class FolderDataset(MVTecDataset):
+    """A user's dataset (see the module doc) as ``MVTecDataset`` items; ``has_masks`` says whether the
+    test set has ground-truth masks (without them the pixel metrics are skipped)."""
+
+    def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
+                 image_size: int = 224, *, train_dir: str, test_dir: str, labels: str | None,
+                 mask_dir: str | None):
+        self.root = str(root)
+        self.split = split
+        self.image_size = int(image_size)
+        self.samples = scan(root, categories, split, train_dir=train_dir, test_dir=test_dir, labels=labels,
+                            mask_dir=mask_dir)
+        self.categories = sorted({s.category for s in self.samples})
+        self.has_masks = any(s.mask_path for s in self.samples)
