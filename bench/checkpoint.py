@@ -98,13 +98,13 @@ def check_resume(state: dict, config: dict | None, path) -> None:
     saved = state.get("config")
     if config is not None and saved is None:
         raise BenchError(f"checkpoint {path} does not record its config, so resuming it under this one cannot be "
-                         "checked: pass rerun=true to start over (the old files are kept in previous/)")
+                         "checked: pass rerun=true to start over (the old files are kept in .previous/)")
     if config is not None:
         diff = config_diff(saved, config, resume=True)
         if diff:
             shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
             raise BenchError(f"checkpoint {path} was made with another config ({shown}): pass rerun=true to start "
-                             "over (the old files are kept in previous/), or use a new run dir")
+                             "over (the old files are kept in .previous/), or use a new run dir")
     bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]
     if bad:

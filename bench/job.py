@@ -2,11 +2,12 @@
 
 ``run(cfg, run_dir)`` is importable (tests call it directly); ``bench/__main__.py`` only wraps it.
 A job whose run dir already holds a completed record is skipped; ``rerun=true`` moves the old record
-and checkpoint to ``<run dir>/previous/<time>/`` and starts over. A run dir is locked while its job
-runs (``bench.lock``): a second job for the same cell skips it. Everything that can be checked
-without training is checked first (``bench.validate``). A failed job still writes its record, with
-``status: failed`` and a one-line ``error``; where even that cannot be written (disk full) the
-exception carries ``record_path=None`` so nobody is pointed at a record that does not exist.
+and checkpoint to ``<run dir>/.previous/<time>/`` (hidden: reports never collect it) and starts
+over. A run dir is locked while its job runs (``bench.lock``): a second job for the same cell skips
+it. Everything that can be checked without training is checked first (``bench.validate``). A failed
+job still writes its record, with ``status: failed`` and a one-line ``error``; where even that cannot
+be written (disk full) the exception carries ``record_path=None`` so nobody is pointed at a record
+that does not exist.
 """
 
 from __future__ import annotations
@@ -186,11 +187,11 @@ def _skip_completed(run_dir: Path, cfg: DictConfig) -> dict | None:
 
 
 def move_aside(run_dir: Path) -> Path | None:
-    """rerun=true: move the record, the checkpoint and the example maps to ``previous/<time>/``."""
+    """rerun=true: move the record, the checkpoint and the example maps to ``.previous/<time>/``."""
     names = [n for n in (RECORD, checkpoint.CKPT, "maps") if (run_dir / n).exists()]
     if not names:
         return None
-    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    dest = run_dir / ".previous" / time.strftime("%Y%m%d-%H%M%S")
     while dest.exists():
         dest = dest.with_name(dest.name + "+")
     dest.mkdir(parents=True)

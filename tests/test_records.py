@@ -59,7 +59,7 @@ def test_rerun_trains_again_and_keeps_the_old_record_and_checkpoint(paths):
     assert again["status"] == "completed" and again["timing"]["epochs_run"] == 2  # not "resuming at 2/2"
     assert again["config"]["trainer"]["lr"] == 0.05
     assert torch.load(run_dir / "last.ckpt", weights_only=True)["config"]["trainer"]["lr"] == 0.05
-    (previous,) = (run_dir / "previous").iterdir()
+    (previous,) = (run_dir / ".previous").iterdir()
     assert record_of(previous) == first and (previous / "last.ckpt").is_file()
     assert again["metrics"] != first["metrics"]
 
