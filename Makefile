@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint perf eval-memory test-slurm clean
+.PHONY: install demo test lint perf gpu-check eval-memory test-slurm clean
 
 install: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP): setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,perf]'
 	touch $(STAMP)
 
 demo: install
@@ -29,6 +29,14 @@ OFFICIAL  ?=
 PERF_ARGS ?=
 perf: install
 	$(PY) -m bench.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
+
+# make gpu-check [OFFICIAL=path/to/UniAD checkout] [DEVICE=cuda]: the prepared GPU check (at most 8 minutes on
+# one H100): gpu-marked tests, perf at the paper shapes beside the official model in fp32 and bf16, a short
+# paper-architecture training in fp32 and bf16 -> reports/perf_gpu.md and reports/perf_gpu.json.
+# DEVICE=cpu is its tiny dry run (CI), written under outputs/gpu-check-dry-run.
+DEVICE ?= cuda
+gpu-check: install
+	$(PY) -m bench.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL))
 
 # Peak memory of the streamed evaluation (eval.metrics=all) on random classes: make eval-memory [EVAL_MEMORY_ARGS="--classes 15"]
 EVAL_MEMORY_ARGS ?=
