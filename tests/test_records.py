@@ -203,6 +203,15 @@ def test_eval_rebuilds_the_model_from_the_checkpoint_and_refuses_a_conflicting_o
     with pytest.raises(BenchError) as error:
         run(compose_cfg(conflict), paths / "eval2", conflict)
     assert "arch.hidden_dim" in str(error.value) and "model.nma" in str(error.value) and "\n" not in str(error.value)
+    # task=vis_recon builds each listed run's model from its checkpoint's config, not from its record
+    from bench.visualize import _load_run
+
+    record = record_of(paths / "fit")
+    record["config"]["arch"]["hidden_dim"] = 999
+    (paths / "fit" / "metrics.json").write_text(json.dumps(record))
+    run_cfg, detector = _load_run(str(paths / "fit"), torch.device("cpu"))
+    assert run_cfg.arch.hidden_dim == 16 and run_cfg.decoder.design == "lqd_b"
+
     other = [*overrides, "profile=demo"]  # another profile sets other sizes: a conflict too
     with pytest.raises(BenchError, match="arch.hidden_dim"):
         run(compose_cfg(other), paths / "eval3", other)
