@@ -84,6 +84,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # readable by the other jobs of a shared cache, as the .pt files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -63,13 +63,21 @@ def validate_data(datasets, index_dir: str | Path | None) -> None:
     ``index_dir`` holds the file index (``bench.file_index``): a file decoded before and unchanged since
     is not decoded again. Datasets without ``verify`` (CIFAR-10, arrays in memory) have nothing to check.
     """
+    from data.errors import DatasetError
     from data.transforms import check_image
+
+    def checked(path: str, index: FileIndex) -> str:
+        try:
+            return index.digest(path, check=check_image)
+        except OSError as error:  # gone or unreadable since the layout scan
+            raise DatasetError(f"unreadable image {path} ({error.strerror or error}): replace or remove the file") \
+                from None
 
     for dataset in datasets:
         if not hasattr(dataset, "verify"):
             continue
         index = FileIndex.for_dataset(index_dir, dataset)
         try:
-            dataset.verify(lambda path, index=index: index.digest(path, check=check_image))
+            dataset.verify(lambda path, index=index: checked(path, index))
         finally:
             index.save()

@@ -196,6 +196,7 @@ def test_cache_files_are_readable_by_other_jobs(tmp_path):
     cached(tmp_path, fake_dataset())
     (path,) = cache_files(tmp_path)
     assert path.stat().st_mode & 0o044 == 0o044
+    assert path.with_name("train.pt.sha256").stat().st_mode & 0o044 == 0o044
 
 
 WRITER = """

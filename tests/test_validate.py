@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +78,23 @@ def test_a_truncated_or_empty_image_is_named_before_training(tmp_paths, never_tr
         run(compose_cfg(["profile=smoke", "data=mvtec", f"data.root={root}"]), tmp_paths / "run")
     assert str(bad) in str(error.value) and "\n" not in str(error.value)
     assert str(bad) in json.loads((tmp_paths / "run" / "metrics.json").read_text())["error"]
+
+
+def test_a_file_gone_after_the_scan_is_named_and_a_checked_file_is_not_decoded_again(tmp_path, monkeypatch):
+    from bench.validate import validate_data
+    from data.mvtec import MVTecDataset
+
+    root = make_tree(tmp_path / "mvtec")
+    dataset = MVTecDataset(root, "train", image_size=32)
+    decoded = []
+    import data.transforms
+
+    real = data.transforms.check_image
+    monkeypatch.setattr(data.transforms, "check_image", lambda p: decoded.append(p) or real(p))
+    validate_data([dataset], tmp_path / "index")
+    validate_data([dataset], tmp_path / "index")
+    assert len(decoded) == len(dataset.files())  # the second job only stats the files
+    gone = dataset.samples[1].path
+    Path(gone).unlink()
+    with pytest.raises(DatasetError, match=f"unreadable image {gone}"):
+        validate_data([dataset], tmp_path / "index")
