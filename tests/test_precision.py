@@ -98,3 +98,18 @@ def test_precision_is_recorded_in_the_run_record(tmp_paths):
     assert record["config"]["trainer"]["precision"] == "bf16" and record["config"]["eval"]["precision"] == "fp32"
     assert record["env"]["precision"] == "bf16" and record["env"]["eval_precision"] == "fp32"
     assert 0 <= record["metrics"]["mean"]["image_auroc"] <= 1
+
+
+@pytest.mark.slow
+def test_compile_trains_on_cpu():
+    """trainer.compile=true through inductor on CPU, under bf16 autocast (compiling takes a minute or more)."""
+    cfg = compose_cfg([*SMOKE, "trainer.compile=true", "trainer.precision=bf16"])
+    torch.manual_seed(0)
+    detector = build_detector(cfg)
+    params = learnable_parameters(detector)
+    step = make_train_step(detector, torch.optim.AdamW(params, lr=1e-3), params, cfg.trainer, torch.device("cpu"))
+    rec = detector.reconstruction
+    x = torch.randn(4, rec.channel_reduction.in_features, *rec.feature_size)
+    detector.train()
+    losses = [float(step("features", x)) for _ in range(5)]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
