@@ -53,9 +53,9 @@ def test_layout_is_mvtec_with_textures_objects_and_defects(tmp_path):
             mask = np.asarray(Image.open(sample.mask_path))
             assert mask.shape == (64, 64) and set(np.unique(mask)) == {0, 255}
 
-    dataset = MVTecDataset(root, "test", categories=["gravel"], image_size=32)
+    dataset = MVTecDataset(root, "test", categories=["gravel"], image_size=64)
     for item in dataset:
-        assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (1, 32, 32)
+        assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
         assert bool(item["mask"].any()) == bool(item["label"])
 
 
