@@ -271,7 +271,15 @@ def test_a_cache_hit_trains_as_the_miss_that_wrote_it(paths):
     assert miss["cache"] == {**hit["cache"], "hit": False}  # the same keys
     # computing the features draws nothing from the global RNG, so jitter and dropout are the same
     assert aurocs(hit) == aurocs(miss)
-    assert max_delta(aurocs(miss), aurocs(fp32)) <= FP16_AUROC_TOL  # default recipe, measured 2.0e-4
+    # float16 storage under the default recipe: pixel AUROCs within the tolerance; an image AUROC of a
+    # smoke class (2 good x 5 defective test images) moves in steps of 1/(n_good*n_defective) = 0.1, and
+    # fp16 rounding may swap one near-tied pair (seen once the synthetic data became v3), so at most one step
+    pixel = [k for k in aurocs(miss) if k.endswith("pixel_auroc")]
+    assert max(abs(aurocs(miss)[k] - aurocs(fp32)[k]) for k in pixel) <= FP16_AUROC_TOL
+    _, test_set = build_datasets(compose_cfg(SMOKE))
+    step = max(1 / (sum(s.label == 0 for s in test_set.samples if s.category == c)
+                    * sum(s.label == 1 for s in test_set.samples if s.category == c)) for c in test_set.categories)
+    assert max_delta(aurocs(miss), aurocs(fp32)) <= step + 1e-9
 
 
 # ------------------------------------------------------------- what the key holds, and integrity (issue 14)
