@@ -56,6 +56,17 @@ BACKBONE = MetricSpec(
     False,
     "M",
 )
+STORED = MetricSpec(
+    "stored_numbers_m",
+    "Stored statistics (M numbers)",
+    "complexity.stored_numbers",
+    1e-6,
+    2,
+    False,
+    False,
+    True,
+    "M",
+)
 METRIC_LABELS = {
     "image_auroc": "image AUROC",
     "pixel_auroc": "pixel AUROC",
@@ -78,7 +89,7 @@ def metric_spec(name: str) -> MetricSpec:
         return DET
     if name == "pixel_auroc":
         return LOC
-    for spec in (GFLOPS, LEARNABLE, BACKBONE):
+    for spec in (GFLOPS, LEARNABLE, BACKBONE, STORED):
         if name == spec.key:
             return spec
     return MetricSpec(name, METRIC_LABELS.get(name, name), f"metric.{name}")
