@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint perf gpu-check eval-memory test-slurm clean
+.PHONY: install demo test test-fast lint perf gpu-check eval-memory test-slurm clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q --ignore=tests/slurm
+
+# the fast tier: unit tests only (no `slow` end-to-end training), under a minute
+test-fast: install
+	$(PY) -m pytest -q --ignore=tests/slurm -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -27,10 +27,10 @@ def build_detector(cfg: DictConfig) -> nn.Module:
     """Backbone + reconstruction model + loss, as the model's ``input`` says (``frozen_features``:
     a one-pass statistics method, no loss)."""
     loss = instantiate_node(cfg.loss)
-    if cfg.model.get("input", "features") == "image":
+    if cfg.model.input == "image":
         return ImageDetector(instantiate_node(cfg.model), loss)
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name)
-    if cfg.model.get("input") == "frozen_features":  # PaDiM, PatchCore: statistics fitted in one pass
+    if cfg.model.input == "frozen_features":  # PaDiM, PatchCore: statistics fitted in one pass
         from models.detector import StatisticsDetector
 
         method = instantiate_node(cfg.model, stage_channels=backbone.channels,

@@ -45,7 +45,7 @@ class SweepFailures(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         job_dirs = sorted({p.parent for p in sweep_dir.rglob(".hydra")})
-        failed = sweep_failures(sweep_dir, job_dirs, float(config.get("lock_stale_h", 48)) * 3600)
+        failed = sweep_failures(sweep_dir, job_dirs, float(config.lock_stale_h) * 3600)
         print(f"sweep {sweep_dir}: {len(job_dirs) - len(failed)}/{len(job_dirs)} cells completed")
         if failed:
             print("failed cells:\n  " + "\n  ".join(failed), file=sys.stderr)

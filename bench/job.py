@@ -87,7 +87,7 @@ def _features(detector, dataset, cfg, split: str, device, info: dict | None = No
         **{k: data.get(k) for k in ("generator", "categories", "normal_classes")},
         "backbone": cfg.backbone.timm_name, "weights": str(cfg.backbone.weights),
         "outlayers": list(cfg.backbone.outlayers), "image_size": int(cfg.data.image_size),
-        "feature_stride": int(cfg.backbone.get("feature_stride", 16)),
+        "feature_stride": int(cfg.backbone.feature_stride),
     }
     weights = str(cfg.backbone.weights)
     if weights == "none":  # random init: the seed draws the backbone
@@ -95,9 +95,9 @@ def _features(detector, dataset, cfg, split: str, device, info: dict | None = No
     elif Path(weights).expanduser().is_file():  # a weights file: its content, not its name
         path = Path(weights).expanduser()
         parts["weights_sha256"] = FileIndex(_index_dir(cfg), path.parent).digest(str(path))
-    root = cfg.paths.cache_root if cfg.cache.get("disk", True) else None
+    root = cfg.paths.cache_root if cfg.cache.disk else None
     feats, hit = cached_features(detector, dataset, split=split, key_parts=parts, cache_root=root,
-                                 dtype=cfg.cache.get("dtype", "float16"), batch_size=int(cfg.eval.batch_size),
+                                 dtype=cfg.cache.dtype, batch_size=int(cfg.eval.batch_size),
                                  device=device, num_workers=int(cfg.trainer.num_workers), info=info)
     return feats, hit
 

@@ -57,7 +57,7 @@ class WandbLogger(NullLogger):
         import wandb
 
         self.wandb = wandb
-        self.n_images = int(cfg.logger.get("images", 4))
+        self.n_images = int(cfg.logger.images)
         self._images = 0
         self.run = wandb.init(
             project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(run_dir),

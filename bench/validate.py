@@ -41,7 +41,7 @@ def validate_config(cfg: DictConfig) -> None:
             resolve_metrics(list(metrics) if isinstance(metrics, ListConfig) else metrics)
         except ValueError as exc:
             raise BenchError(f"eval.metrics: {exc}") from None
-        budget = cfg.eval.get("normal_pixel_budget")
+        budget = cfg.eval.normal_pixel_budget
         if budget is not None:
             _integer(budget, "eval.normal_pixel_budget", minimum=1)
     categories = cfg.data.get("categories")

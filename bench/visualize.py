@@ -29,7 +29,7 @@ VIS_CKPT = "vis_decoder.ckpt"
 
 
 def _backbone_and_data(cfg: DictConfig, device):
-    if cfg.model.get("input", "features") != "features":
+    if cfg.model.input != "features":
         raise BenchError(f"model={cfg.model.name} reconstructs images; the vis decoder renders features")
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name).to(device).eval()
     train_set, test_set = build_datasets(cfg)

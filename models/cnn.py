@@ -21,17 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.init import xavier_init_
 from models.jitter import FeatureJitter
 
 RESNET34_BLOCKS = (3, 4, 6, 3)
-
-
-def _xavier_init_(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class BasicBlock(nn.Module):
@@ -88,7 +81,7 @@ class CNNReconstruction(nn.Module):
             self.add_module(f"layer{i}", make_stage(prev, ch, n))
             prev = ch
         self.channel_recovery = nn.Conv2d(c, in_channels, 1)
-        _xavier_init_(self)
+        xavier_init_(self)
 
     def forward(self, f_org: torch.Tensor) -> torch.Tensor:
         x = f_org

@@ -30,15 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.init import xavier_init_
 from models.jitter import FeatureJitter
-
-
-def _xavier_init_(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class ProjectionBlock(nn.Sequential):
@@ -129,7 +122,7 @@ class MLPReconstruction(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.channel_recovery = nn.Linear(hidden_dim, in_channels)
-        _xavier_init_(self)
+        xavier_init_(self)
 
     def forward(self, f_org: torch.Tensor) -> torch.Tensor:
         b, c, h, w = f_org.shape

@@ -14,22 +14,11 @@ import torch
 from torch import nn
 
 from models.attention import EncoderLayer
+from models.init import xavier_init_
 from models.jitter import FeatureJitter
 from models.neighbor_mask import neighbor_mask
 from models.position_embedding import LearnedPositionEmbedding
 from models.query_decoder import QueryDecoder
-
-
-def xavier_init_(module: nn.Module) -> None:
-    """Xavier-uniform weights, zero biases for Linear/Conv layers (the official initializer).
-
-    ``nn.MultiheadAttention``'s in-projection is not a Linear and keeps its own init, as officially.
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class UniAD(nn.Module):
