@@ -35,6 +35,7 @@ def test_multirun_after_overrides_sweeps_and_the_skip_lands_in_the_job_log(tmp_p
     assert all("skip:" in log.read_text() and "already completed" in log.read_text() for log in logs)
 
 
+@pytest.mark.slow  # a subprocess end to end: make test, not the fast tier
 def test_the_eval_memory_tool_runs():
     """``make eval-memory`` (bench/eval_memory.py), at a tiny size."""
     args = ["--classes", "2", "--images", "6", "--size", "32"]

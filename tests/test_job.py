@@ -56,6 +56,7 @@ def test_complexity_at_the_paper_config_counts_the_official_parameters(tmp_path)
     assert record["metrics"] is None
 
 
+@pytest.mark.slow  # a subprocess end to end: make test, not the fast tier
 def test_missing_dataset_fails_in_one_line_and_keeps_a_failed_record(tmp_path):
     run_dir = tmp_path / "run"
     missing = tmp_path / "nowhere"
@@ -70,6 +71,7 @@ def test_missing_dataset_fails_in_one_line_and_keeps_a_failed_record(tmp_path):
     assert record["status"] == "failed" and str(missing) in record["error"]
 
 
+@pytest.mark.slow  # a subprocess end to end: make test, not the fast tier
 def test_unknown_option_names_the_choices(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "decoder=lqd_z", f"hydra.run.dir={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import ROOT
 
 APP = """
@@ -51,6 +53,7 @@ hydra:
 """
 
 
+@pytest.mark.slow  # a subprocess end to end: make test, not the fast tier
 def test_a_job_that_dies_does_not_abort_the_sweep(tmp_path):
     (tmp_path / "app.py").write_text(APP)
     sweep = tmp_path / "sweep"
