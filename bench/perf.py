@@ -17,7 +17,8 @@ The train step is ``bench.fit.make_train_step``, the function the training loop 
 ``trainer.precision`` (fp32 | tf32 | bf16 autocast), the loss in fp32, AdamW, gradient clipping, the loss
 accumulated on the device (no host-device sync per step); ``trainer.compile=true`` compiles the
 reconstruction model. The official model (``bench.official``, needs ``pip install -e .[perf]`` for einops)
-runs through the same step, as released: fp32, not compiled, neighbor mask rebuilt every forward.
+runs through the same step, as released: fp32, not compiled, torch's default AdamW (not fused), neighbor
+mask rebuilt every forward.
 Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<out>/perf.json``.
 """
 
@@ -215,8 +216,10 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
             try:
                 model = build_official(load_official(official), cfg, features.shape[1]).to(device)
                 official_params = count_parameters(model)
-                # the official recipe as released: fp32, not compiled, through the same train step
-                as_released = OmegaConf.merge(cfg.trainer, {"precision": "fp32", "compile": False})
+                # the official recipe as released: fp32, not compiled, torch's default (unfused) AdamW,
+                # through the same train step
+                as_released = OmegaConf.merge(cfg.trainer, {"precision": "fp32", "compile": False,
+                                                            "optimizer": {"fused": False}})
                 phases["official_train"] = timed_step(OfficialDetector(model, device), as_released, device, cached)
                 official_status = "measured (fp32, as released)"
             except Exception as exc:  # an incompatible checkout: say why, measure the rest

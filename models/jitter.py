@@ -23,7 +23,8 @@ class FeatureJitter(nn.Module):
             return tokens
         channels = tokens.shape[-1]
         std = tokens.norm(dim=-1, keepdim=True) * (self.scale / channels)
-        noise = torch.randn_like(tokens) * std
+        # drawn contiguous: ``randn_like`` of the transposed token view fills element by element (9x slower)
+        noise = torch.randn(tokens.shape, dtype=tokens.dtype, device=tokens.device) * std
         if self.prob < 1:
             # one Bernoulli draw per batch element (dim 0), as the official code draws per sample
             keep = torch.rand(tokens.shape[0], device=tokens.device) < self.prob

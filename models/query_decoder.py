@@ -65,7 +65,9 @@ class DecoderLayer(nn.Module):
         """prev (P), memory (E): (B, N, D) → (B, N, D)."""
         inputs = {"P": prev, "E": memory}
         if self.learned_embed is not None:
-            inputs["q"] = self.learned_embed.weight.unsqueeze(0).expand(prev.shape[0], -1, -1)
+            # in the compute dtype, as the position embedding: under autocast the decoder residual stream
+            # then stays bf16 like the encoder's (an fp32 query would turn it, and every cast after it, fp32)
+            inputs["q"] = self.learned_embed.weight.to(prev.dtype).unsqueeze(0).expand(prev.shape[0], -1, -1)
             if self.vanilla:  # first layer of `query1`: the query embedding replaces P
                 inputs["P"] = inputs["q"]
         q1, kv1 = (inputs[k] for k in self.wiring[:2])

@@ -154,7 +154,7 @@ def test_cpu_dropout_attention_path_equals_fused_attention_when_nothing_is_dropp
     q, kv, pos, blocked = _attention_inputs(False)
     attn = PositionalAttention(32, 4, dropout=0.1).eval()
     expected = attn(q, kv, pos, blocked)  # eval: F.scaled_dot_product_attention
-    monkeypatch.setattr(attention, "drop_mask", lambda shape, p, device: (torch.zeros(shape, dtype=torch.bool), 1.0))
+    monkeypatch.setattr(attention, "keep_mask", lambda shape, p, like: (torch.ones(shape, dtype=like.dtype), 1.0))
     torch.testing.assert_close(attn.train()(q, kv, pos, blocked), expected, rtol=1e-5, atol=1e-5)
 
 
