@@ -11,8 +11,9 @@ checkpoints load unchanged), but the forward is written out so that it runs on t
   fused into the ``baddbmm`` and the dropout's 1/(1-p) applied to ``v`` (6x smaller than the attention matrix).
 
 Dropout on CPU (``Dropout``) draws its keep mask from 64-bit random words split into four 16-bit
-lanes, one Mersenne-Twister word per four elements instead of one per element (``bernoulli_`` was the
-largest item of the bf16 training step's profile), and applies it as a multiply by a 0/1 mask. An element is dropped with probability
+lanes: one word per four elements (``bernoulli_``, one Mersenne-Twister draw per element, was the largest
+item of the bf16 training step's profile), from an SFC64 stream seeded by torch's generator. The mask is a
+0/1 tensor in the activation's dtype, applied by multiplication. An element is dropped with probability
 ``round(p * 2**16) / 2**16`` (0.1000061 for p = 0.1) and kept ones are scaled by the exact inverse of
 the keep probability, so each activation's expectation is unchanged. Under ``torch.compile`` and on
 CUDA the standard ``F.dropout`` is used (inductor and CUDA generate their own fused random numbers).
@@ -43,7 +44,7 @@ def random_words(n: int) -> torch.Tensor:
 
 
 def keep_mask(shape: torch.Size, p: float, like: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """(mask in ``like``'s dtype, 1.0 where kept, 0.0 where dropped; keep scale 1/(1 - p')), p' = round(p * 2**16) / 2**16.
+    """(mask in ``like``'s dtype: 1.0 kept, 0.0 dropped; keep scale 1/(1 - p')), p' = round(p * 2**16) / 2**16.
 
     The 0/1 decision is written over the random lanes in place; for 16-bit floats those integers then become
     the bit pattern of 1.0 and are viewed as the float mask (no new buffer), for other dtypes they are converted.
