@@ -80,16 +80,56 @@ class _MaskScale(torch.autograd.Function):
         return torch.addcmul(grad.new_zeros(()), grad, keep, value=ctx.scale), None, None
 
 
+class _ResidualMaskScale(torch.autograd.Function):
+    """``x + a * keep * scale`` in one pass (``addcmul``); the gradient of ``a`` is one more."""
+
+    @staticmethod
+    def forward(ctx, x, a, keep, scale):
+        ctx.save_for_backward(keep)
+        ctx.scale, ctx.dtypes = scale, (x.dtype, a.dtype)
+        return torch.addcmul(x, a, keep, value=scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        x_dtype, a_dtype = ctx.dtypes
+        grad_a = torch.addcmul(grad.new_zeros(()), grad, keep, value=ctx.scale).to(a_dtype)
+        return grad.to(x_dtype), grad_a, None, None
+
+
+class _ReluMask(torch.autograd.Function):
+    """``relu(h) * keep``; its gradient needs only the output (> 0 exactly where h > 0 and kept)."""
+
+    @staticmethod
+    def forward(ctx, h, keep):
+        out = torch.relu(h).mul_(keep)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0), None
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` whose CPU training path draws its mask four elements per random word."""
 
+    def _cpu_train(self, x: torch.Tensor) -> bool:
+        return self.training and 0 < self.p < 1 and _cpu_fast(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not _cpu_fast(x):
+        if not self._cpu_train(x):
             return F.dropout(x, self.p, self.training)
-        if self.p >= 1:
-            return torch.zeros_like(x)
         keep, scale = keep_mask(x.shape, self.p, x)
         return _MaskScale.apply(x, keep, scale)
+
+    def residual(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``x + dropout(a)``: on the CPU training path the add and the mask are one pass."""
+        if not self._cpu_train(a):
+            return x + self.forward(a)
+        keep, scale = keep_mask(a.shape, self.p, a)
+        return _ResidualMaskScale.apply(x, a, keep, scale)
 
 
 def _compute_dtype(param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +198,12 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x):
-        return self.linear2(self.dropout(torch.relu(self.linear1(x))))
+        h = self.linear1(x)
+        if not self.dropout._cpu_train(h):
+            return self.linear2(self.dropout(torch.relu(h)))
+        # CPU training: relu and the mask in one autograd node, the keep scale folded into linear2's weight
+        keep, scale = keep_mask(h.shape, self.dropout.p, h)
+        return F.linear(_ReluMask.apply(h, keep), self.linear2.weight * scale, self.linear2.bias)
 
 
 class EncoderLayer(nn.Module):
@@ -174,5 +219,5 @@ class EncoderLayer(nn.Module):
         self.dropout2 = Dropout(dropout)
 
     def forward(self, x, pos, mask=None):
-        x = self.norm1(x + self.dropout1(self.attn(x, x, pos, mask)))
-        return self.norm2(x + self.dropout2(self.ffn(x)))
+        x = self.norm1(self.dropout1.residual(x, self.attn(x, x, pos, mask)))
+        return self.norm2(self.dropout2.residual(x, self.ffn(x)))

@@ -71,10 +71,10 @@ class DecoderLayer(nn.Module):
             if self.vanilla:  # first layer of `query1`: the query embedding replaces P
                 inputs["P"] = inputs["q"]
         q1, kv1 = (inputs[k] for k in self.wiring[:2])
-        inputs["r"] = self.norm1(q1 + self.dropout1(self.attn1(q1, kv1, pos, mask)))
+        inputs["r"] = self.norm1(self.dropout1.residual(q1, self.attn1(q1, kv1, pos, mask)))
         q2, kv2 = (inputs[k] for k in self.wiring[2:])
-        t = self.norm2(q2 + self.dropout2(self.attn2(q2, kv2, pos, mask)))
-        return self.norm3(t + self.dropout3(self.ffn(t)))
+        t = self.norm2(self.dropout2.residual(q2, self.attn2(q2, kv2, pos, mask)))
+        return self.norm3(self.dropout3.residual(t, self.ffn(t)))
 
 
 class QueryDecoder(nn.Module):

@@ -170,3 +170,40 @@ def test_cpu_dropout_drops_p_and_keeps_the_expectation():
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # d(y)/d(x) is the same mask and scale
     assert torch.equal(attention.Dropout(0.1).eval()(x), x)
+
+
+def _fixed_mask(seed: int):
+    """A keep_mask stand-in: a seeded random 0/1 mask (about 30% dropped) and the scale 1/0.7."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def keep_mask(shape, p, like):
+        return (torch.rand(shape, generator=generator) > 0.3).to(like.dtype), 1 / 0.7
+
+    return keep_mask
+
+
+def _grads(module, *inputs):
+    return [t.grad.clone() for t in inputs] + [p.grad.clone() for p in module.parameters()]
+
+
+def test_cpu_residual_dropout_and_ffn_dropout_equal_the_plain_formulas(monkeypatch):
+    """The fused CPU training paths (x + dropout(a) in one addcmul; relu * mask with the scale folded into
+    linear2) give the values and gradients of the plain formulas under the same mask."""
+    torch.manual_seed(0)
+    ffn = attention.FeedForward(16, 32, dropout=0.3).train()
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    a = torch.randn(2, 5, 16, requires_grad=True)
+    monkeypatch.setattr(attention, "keep_mask", _fixed_mask(1))
+    fused = ffn.dropout.residual(x, ffn(a))
+    fused.square().sum().backward()
+    got, got_grads = fused.detach(), _grads(ffn, x, a)
+    for t in [x, a, *ffn.parameters()]:
+        t.grad = None
+    masks = _fixed_mask(1)
+    keep_h, scale = masks((2, 5, 32), 0.3, a)
+    keep_r, _ = masks((2, 5, 16), 0.3, a)
+    plain = x + ffn.linear2(torch.relu(ffn.linear1(a)) * keep_h * scale) * keep_r * scale
+    plain.square().sum().backward()
+    torch.testing.assert_close(got, plain.detach())
+    for g, ref in zip(got_grads, _grads(ffn, x, a), strict=True):
+        torch.testing.assert_close(g, ref)
