@@ -78,11 +78,33 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {model}, {torch.get_num_threads()} threads"
 
 
-def load_average() -> float | None:
-    """The host's 1-minute load average: other processes on the same cores skew every CPU figure."""
-    with contextlib.suppress(OSError, AttributeError):
-        return round(os.getloadavg()[0], 2)
-    return None
+class OtherCpuUse:
+    """CPU time that other processes used while the benchmark ran, as a share of all CPUs (Linux).
+
+    Busy time of the whole host (``/proc/stat``) minus this process's own CPU time (``os.times``): unlike
+    the load average, it neither lags behind an earlier job nor counts the benchmark's own threads.
+    """
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            idle = fields[3] + fields[4]  # idle + iowait
+            tick = os.sysconf("SC_CLK_TCK")
+            own = os.times()
+            return (sum(fields[:8]) - idle) / tick, own.user + own.system, time.monotonic()
+        return None
+
+    def share(self) -> float | None:
+        """Other processes' CPU seconds / (wall seconds x CPUs) since construction, in [0, 1]."""
+        end = self._sample()
+        if self.start is None or end is None or end[2] <= self.start[2]:
+            return None
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        return round(min(max(others / ((end[2] - self.start[2]) * (os.cpu_count() or 1)), 0.0), 1.0), 3)
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -173,7 +195,7 @@ def timed_step(detector, trainer_cfg, device, batches):
 def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, rounds: int, infer_batches: int,
               latency_runs: int, official: str | None, device: torch.device, log=print) -> dict:
     torch.manual_seed(int(cfg.seed))
-    load_before = load_average()
+    other_cpu = OtherCpuUse()
     size = int(cfg.data.image_size)
     memory = PeakMemory(device)
     log(f"building {cfg.model.name} on {cfg.backbone.name} at {size} px, {device}")
@@ -303,7 +325,7 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
         "official_params_match": (official_params == stats["reconstruction_params"]) if official_params else None,
         "speedup_vs_official_cached": r(cached_rate / official_rate, 3) if official_rate and cached_rate else None,
         "official_status": official_status,
-        "load_average_1min": [load_before, load_average()],
+        "other_processes_cpu_share": other_cpu.share(),
         "notes": notes,
     }
 
@@ -351,13 +373,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {label} | {'n/a' if value is None else value} |")
     phases = ", ".join(f"{k} {v}" for k, v in result["peak_memory_mb_by_phase"].items())
     lines += ["", f"Peak memory by phase (MB): {phases}.", f"Official UniAD: {result['official_status']}."]
-    load = [x for x in result.get("load_average_1min") or [] if x is not None]
-    if load and result["device"] == "cpu":
-        # the "after" figure counts this benchmark's own threads; only the "before" one says who else ran
-        busy = load[0] > 1.0
-        lines.append(f"Host 1-minute load average before/after: {' / '.join(map(str, load))} on "
-                     f"{os.cpu_count()} CPUs" + (" (other processes shared the cores: absolute CPU figures are "
-                     "pessimistic; the ratios come from interleaved rounds)" if busy else "") + ".")
+    share = result.get("other_processes_cpu_share")
+    if share is not None and result["device"] == "cpu":
+        lines.append(f"Other processes used {100 * share:.1f}% of the host's {os.cpu_count()} CPUs during the run"
+                     + (" (absolute CPU figures are pessimistic; the ratios come from interleaved rounds)"
+                        if share > 0.05 else "") + ".")
     lines += [f"Note: {n}." for n in result["notes"]]
     return "\n".join(lines) + "\n"
 

@@ -103,3 +103,22 @@ def test_a_model_without_frozen_features_is_measured_without_cache(tmp_path):
     result = perf.main([*TINY, "backbone.frozen=false", "--out", str(tmp_path)])
     assert result["train_images_per_s_cached"] is None and result["train_images_per_s_uncached"] > 0
     assert result["notes"]
+
+
+def test_other_cpu_use_does_not_count_the_benchmarks_own_work():
+    """A busy loop in this process is not "other processes": the share stays well under one CPU's worth."""
+    import os
+    import time
+
+    from bench.perf import OtherCpuUse
+
+    probe = OtherCpuUse()
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:
+        pass
+    share = probe.share()
+    if share is None:  # no /proc/stat (not Linux): nothing to measure
+        assert not os.path.exists("/proc/stat")
+        return
+    # counted, the loop alone would be one whole CPU, 1 / cpu_count of the host
+    assert 0.0 <= share < 0.6 / (os.cpu_count() or 1)
