@@ -65,23 +65,9 @@ def keep_mask(shape: torch.Size, p: float, like: torch.Tensor) -> tuple[torch.Te
     return keep.to(like.device), _LANES / (_LANES - cut)
 
 
-class _MaskScale(torch.autograd.Function):
-    """``x * keep * scale`` in one pass each way (``addcmul``), saving only the mask."""
-
-    @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return torch.addcmul(x.new_zeros(()), x, keep, value=scale)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return torch.addcmul(grad.new_zeros(()), grad, keep, value=ctx.scale), None, None
-
-
-class _ResidualMaskScale(torch.autograd.Function):
-    """``x + a * keep * scale`` in one pass (``addcmul``); the gradient of ``a`` is one more."""
+class _AddMaskScale(torch.autograd.Function):
+    """``x + a * keep * scale`` in one pass (``addcmul``), saving only the mask; the gradient of ``a`` is one
+    more. A plain dropout is the case ``x = 0``."""
 
     @staticmethod
     def forward(ctx, x, a, keep, scale):
@@ -93,8 +79,9 @@ class _ResidualMaskScale(torch.autograd.Function):
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
         x_dtype, a_dtype = ctx.dtypes
+        grad_x = grad.to(x_dtype) if ctx.needs_input_grad[0] else None
         grad_a = torch.addcmul(grad.new_zeros(()), grad, keep, value=ctx.scale).to(a_dtype)
-        return grad.to(x_dtype), grad_a, None, None
+        return grad_x, grad_a, None, None
 
 
 class _ReluMask(torch.autograd.Function):
@@ -122,14 +109,14 @@ class Dropout(nn.Dropout):
         if not self._cpu_train(x):
             return F.dropout(x, self.p, self.training)
         keep, scale = keep_mask(x.shape, self.p, x)
-        return _MaskScale.apply(x, keep, scale)
+        return _AddMaskScale.apply(x.new_zeros(()), x, keep, scale)
 
     def residual(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``x + dropout(a)``: on the CPU training path the add and the mask are one pass."""
         if not self._cpu_train(a):
             return x + self.forward(a)
         keep, scale = keep_mask(a.shape, self.p, a)
-        return _ResidualMaskScale.apply(x, a, keep, scale)
+        return _AddMaskScale.apply(x, a, keep, scale)
 
 
 def _compute_dtype(param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
