@@ -5,8 +5,9 @@ One script, at most 8 minutes on one H100, that writes ``reports/perf_gpu.md`` a
 1. the ``gpu``-marked tests (tests/test_gpu.py: autocast in each precision, compile, the feature cache on the
    device without a sync inside an epoch, peak memory of a paper-size step);
 2. ``bench.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
-   features, batch 64) in fp32 and in bf16, the official UniAD timed side by side in the same process when
-   ``--official`` names a checkout of zhiyuanyou/UniAD (it needs one: the official code is not shipped);
+   features, batch 64) in fp32, in bf16 and in bf16 with ``model.fp32_scores=false`` (attention scores in bf16
+   too), the official UniAD timed side by side in the same process when ``--official`` names a checkout of
+   zhiyuanyou/UniAD (it needs one: the official code is not shipped);
 3. a short training of the paper architecture (``profile=paper`` sizes) on the offline synthetic data in
    fp32 and in bf16 (same seed), with the image/pixel AUROC difference;
 4. the projected wall time of the paper recipe (1000 epochs on MVTec's 3,629 training images) from the
@@ -43,6 +44,9 @@ DRY = {
                                              "--infer-batches", "1", "--latency-runs", "1"],
     "train": ["profile=smoke", "logger=none"], "tests": ["-k", "not compile"],
 }
+# the perf runs: each precision, and bf16 with the attention scores and the token stream in bf16 as well
+PERF_MODES = {"fp32": ["trainer.precision=fp32"], "bf16": ["trainer.precision=bf16"],
+              "bf16, fp32_scores=false": ["trainer.precision=bf16", "model.fp32_scores=false"]}
 FULL = {
     "perf": PAPER_PERF, "perf_args": ["--batch-size", "64", "--steps", "48", "--warmup", "3", "--rounds", "4",
                                       "--infer-batches", "4", "--latency-runs", "10"],
@@ -158,10 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"gpu-check on {args.device}: gpu-marked tests", flush=True)
     tests = run_tests(args.device, plan["tests"])
     perf_runs = {}
-    for mode in ("fp32", "bf16"):
+    for mode, overrides in PERF_MODES.items():
         print(f"gpu-check: perf at {mode}", flush=True)
-        perf_runs[mode] = run_perf([*plan["perf"], f"trainer.precision={mode}"], plan["perf_args"], args.official,
-                                   args.device)
+        perf_runs[mode] = run_perf([*plan["perf"], *overrides], plan["perf_args"], args.official, args.device)
     print("gpu-check: short trainings in fp32 and bf16", flush=True)
     training = run_training(plan["train"], args.device, args.seed)
     result = {

@@ -306,6 +306,7 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
             "warmup_steps": warmup, "rounds": rounds, "cache_dtype": cache_dtype,
             "compile": bool(cfg.trainer.compile), "precision": str(cfg.trainer.precision),
             "matmul_precision": precision.effective(str(cfg.trainer.precision), device),
+            "fp32_scores": cfg.model.get("fp32_scores"),
             "input": "synthetic random images",
         },
         "train_images_per_s_cached": r(cached_rate),
@@ -357,7 +358,9 @@ def markdown(result: dict) -> str:
         f"hidden {arch.get('hidden_dim')}, {arch.get('num_encoder_layers')}+{arch.get('num_decoder_layers')} layers, "
         f"FFN {arch.get('dim_feedforward')}; batch {c['batch_size']}, {c['warmup_steps']} warm-up + {c['steps']} "
         f"timed steps per phase in {c['rounds']} interleaved rounds; cache dtype {c['cache_dtype']}, "
-        f"precision {c['precision']} (matmuls in {c['matmul_precision']}), compile {c['compile']}; {c['input']}.",
+        f"precision {c['precision']} (matmuls in {c['matmul_precision']}"
+        + (f", attention scores and token stream in fp32: {c['fp32_scores']}" if c["matmul_precision"] == "bf16"
+           and c.get("fp32_scores") is not None else "") + f"), compile {c['compile']}; {c['input']}.",
         "",
         "| figure | value |",
         "| --- | --- |",

@@ -115,6 +115,8 @@ class Dropout(nn.Dropout):
         """``x + dropout(a)``: on the CPU training path the add and the mask are one pass."""
         if not self._cpu_train(a):
             return x + self.forward(a)
+        if a.dtype != x.dtype:  # a bf16 branch onto an fp32 stream (``fp32_scores``): added in fp32
+            a = a.to(x.dtype)
         keep, scale = keep_mask(a.shape, self.p, a)
         return _AddMaskScale.apply(x, a, keep, scale)
 
@@ -128,39 +130,63 @@ def _compute_dtype(param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class PositionalAttention(nn.Module):
-    """Multi-head attention with the position embedding on query and key."""
+    """Multi-head attention with the position embedding on query and key.
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    ``fp32_scores``: under a bf16 autocast, the query/key projections, the scores q k^T, their softmax and
+    the dropout on them stay fp32 (the value and output projections and the weighted sum run in bf16).
+    Rounding q, k or the scores to bf16 is what makes bf16 training drift from fp32 (README, Performance):
+    at a trained demo model it turns the gradient's direction by about 45 degrees, where rounding every
+    other matmul of the model moves it by a few percent. Without autocast the flag changes nothing.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, fp32_scores: bool = False):
         super().__init__()
         self.mha = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.fp32_scores = fp32_scores
 
     def forward(self, query, key_value, pos, mask=None):
         """query: (B, N, D); key_value: (B, M, D); pos: (N, D); mask: (N, M) bool, True = blocked, or None."""
         mha = self.mha
         b, n, d = query.shape
         heads = mha.num_heads
-        w = _compute_dtype(mha.in_proj_weight, query)
-        bias = _compute_dtype(mha.in_proj_bias, query)
-        if query is key_value:  # self-attention: q and k come from the same input, one projection
-            (w_qk, w_v), (b_qk, b_v) = w.split([2 * d, d]), bias.split([2 * d, d])
-            q, k = F.linear(query + pos, w_qk, b_qk).chunk(2, dim=-1)
+        kind = query.device.type
+        if self.fp32_scores and torch.is_autocast_enabled(kind):
+            w, bias = mha.in_proj_weight, mha.in_proj_bias
+            with torch.autocast(kind, enabled=False):
+                q, k = self._query_key(query.float(), key_value.float(), pos.float(), w, bias)
+            v = F.linear(key_value, w[2 * d :], bias[2 * d :])  # autocast: bf16
         else:
-            (w_q, w_k, w_v), (b_q, b_k, b_v) = w.chunk(3), bias.chunk(3)
-            q = F.linear(query + pos, w_q, b_q)
-            k = F.linear(key_value + pos, w_k, b_k)
-        v = F.linear(key_value, w_v, b_v)
+            w = _compute_dtype(mha.in_proj_weight, query)
+            bias = _compute_dtype(mha.in_proj_bias, query)
+            q, k = self._query_key(query, key_value, pos, w, bias)
+            v = F.linear(key_value, w[2 * d :], bias[2 * d :])
         q, k, v = (t.reshape(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))
         p = mha.dropout if self.training else 0.0
-        if p > 0 and _cpu_fast(query):
-            out = self._attention_with_cpu_dropout(q, k, v, mask, p)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ~mask, dropout_p=p)
+        # explicit dtypes from here: q and k fp32 with a bf16 v must not be cast back to bf16 by autocast
+        with torch.autocast(kind, enabled=False):
+            if p > 0 and _cpu_fast(query):
+                out = self._attention_with_cpu_dropout(q, k, v, mask, p)
+            else:
+                if v.dtype != q.dtype:  # SDPA takes one dtype: the weighted sum in fp32 as well
+                    v = v.to(q.dtype)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ~mask, dropout_p=p)
         out = out.transpose(1, 2).reshape(b, n, d)
         return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
 
     @staticmethod
+    def _query_key(query, key_value, pos, w, bias):
+        """q and k, the position embedding added to both inputs; self-attention projects them in one matmul."""
+        d = query.shape[-1]
+        if query is key_value:
+            return F.linear(query + pos, w[: 2 * d], bias[: 2 * d]).chunk(2, dim=-1)
+        return F.linear(query + pos, w[:d], bias[:d]), F.linear(key_value + pos, w[d : 2 * d], bias[d : 2 * d])
+
+    @staticmethod
     def _attention_with_cpu_dropout(q, k, v, mask, p):
-        """softmax(q k^T / sqrt(d) + M), dropout, @ v: the math path of SDPA, with the cheap dropout."""
+        """softmax(q k^T / sqrt(d) + M), dropout, @ v: the math path of SDPA, with the cheap dropout.
+
+        Scores, softmax and mask in q's dtype; the weighted sum in v's (they differ under ``fp32_scores``).
+        """
         b, h, n, dh = q.shape
         m = k.shape[2]
         q, k, v = q.reshape(b * h, n, dh), k.reshape(b * h, m, dh), v.reshape(b * h, m, dh)
@@ -172,7 +198,7 @@ class PositionalAttention(nn.Module):
         attn = torch.baddbmm(additive, q, k.transpose(1, 2), alpha=dh**-0.5).softmax(dim=-1)
         keep, scale = keep_mask(attn.shape, p, attn)
         # dropout's 1/(1-p) moves onto v, 6x smaller than the attention matrix: (attn * keep) @ (v * scale)
-        return torch.bmm(attn * keep, v * scale).reshape(b, h, n, dh)
+        return torch.bmm((attn * keep).to(v.dtype), v * scale).reshape(b, h, n, dh)
 
 
 class FeedForward(nn.Module):

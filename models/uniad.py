@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention import EncoderLayer
+from models.attention import EncoderLayer, PositionalAttention
 from models.init import xavier_init_
 from models.jitter import FeatureJitter
 from models.neighbor_mask import neighbor_mask
@@ -38,6 +38,7 @@ class UniAD(nn.Module):
         fj: bool = True,
         fj_scale: float = 20.0,
         fj_prob: float = 1.0,
+        fp32_scores: bool = True,
     ):
         super().__init__()
         h, w = feature_size
@@ -50,6 +51,11 @@ class UniAD(nn.Module):
         )
         self.decoder = QueryDecoder(decoder, num_decoder_layers, h * w, hidden_dim, nhead, dim_feedforward, dropout)
         self.channel_recovery = nn.Linear(hidden_dim, in_channels)
+        # under bf16 autocast: the token stream and the attention scores stay fp32 (``PositionalAttention``)
+        self.fp32_scores = fp32_scores
+        for module in self.modules():
+            if isinstance(module, PositionalAttention):
+                module.fp32_scores = fp32_scores
         mask = neighbor_mask((h, w), tuple(neighbor_size)) if nma else None
         # boolean, True = blocked; built once, moved with the module, never saved in checkpoints
         self.register_buffer("attn_mask", mask, persistent=False)
@@ -62,7 +68,12 @@ class UniAD(nn.Module):
         tokens = features.flatten(2).transpose(1, 2)  # (B, HW, C); token index = h*W + w
         if self.jitter is not None:
             tokens = self.jitter(tokens)
-        x = self.channel_reduction(tokens)
+        if self.fp32_scores and torch.is_autocast_enabled(tokens.device.type):
+            # the stream that q and k are projected from starts fp32: residual adds and LayerNorms keep it so
+            with torch.autocast(tokens.device.type, enabled=False):
+                x = self.channel_reduction(tokens.float())
+        else:
+            x = self.channel_reduction(tokens)
         pos = self.pos_embed().to(x.dtype)
         mask = self.attn_mask
         memory = x

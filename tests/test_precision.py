@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import precision
 from bench.build import build_detector, learnable_parameters
@@ -40,20 +41,57 @@ def test_each_precision_trains_with_fp32_parameters_and_loss(mode, tmp_path):
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
-def test_bf16_autocast_runs_the_matmuls_in_bf16():
-    cfg = compose_cfg([*SMOKE, "trainer.precision=bf16"])
+class _OpDtypes(TorchDispatchMode):
+    """Records (op name, dtypes of its tensor inputs) of every op that reaches the kernels (after autocast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple[str, tuple]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        dtypes = tuple(a.dtype for a in args if isinstance(a, torch.Tensor))
+        self.ops.append((func.overloadpacket.__name__, dtypes))
+        return func(*args, **(kwargs or {}))
+
+    def dtypes(self, name: str) -> set:
+        return {d for op, ds in self.ops if op == name for d in ds}
+
+    def input_dtypes(self, name: str) -> set:
+        """Dtypes of the first tensor argument (a LayerNorm's input, not its fp32 weight)."""
+        return {ds[0] for op, ds in self.ops if op == name and ds}
+
+
+def _bf16_forward_backward(overrides: list[str]) -> _OpDtypes:
+    """One bf16 training forward and backward of the smoke UniAD (CPU dropout path), its ops recorded."""
+    cfg = compose_cfg([*SMOKE, "trainer.precision=bf16", *overrides])
     detector = build_detector(cfg).train()
     channels = detector.reconstruction.channel_reduction.in_features
     h, w = detector.reconstruction.feature_size
-    seen = []
-    hook = torch.nn.modules.module.register_module_forward_hook(
-        lambda m, args, out: seen.append(out.dtype) if isinstance(m, torch.nn.Linear) else None)
-    try:
+    x = torch.randn(2, channels, h, w)
+    with _OpDtypes() as record:
         with precision.autocast("bf16", torch.device("cpu")):
-            detector.reconstruct(torch.randn(2, channels, h, w))
-    finally:
-        hook.remove()
-    assert seen and set(seen) == {torch.bfloat16}
+            rec = detector.reconstruct(x)
+        detector.loss(x, rec.float()).backward()
+    return record
+
+
+def test_bf16_keeps_the_stream_and_attention_scores_fp32_and_runs_the_rest_in_bf16():
+    record = _bf16_forward_backward([])  # model.fp32_scores=true, the shipped default
+    assert record.dtypes("baddbmm") == {torch.float32}  # q k^T with the neighbor mask, in fp32
+    assert record.dtypes("_softmax") == {torch.float32}
+    assert record.input_dtypes("native_layer_norm") == {torch.float32}  # the residual stream
+    assert record.dtypes("bmm") >= {torch.bfloat16}  # the weighted sum (and its gradients)
+    assert record.dtypes("addmm") == {torch.float32, torch.bfloat16}  # channel reduction, q/k fp32; FFN bf16
+    assert torch.bfloat16 in record.dtypes("mm")
+
+
+def test_bf16_without_fp32_scores_runs_matmuls_attention_and_stream_in_bf16():
+    record = _bf16_forward_backward(["model.fp32_scores=false"])
+    assert record.dtypes("baddbmm") == {torch.bfloat16}
+    assert record.dtypes("_softmax") == {torch.bfloat16}
+    assert record.input_dtypes("native_layer_norm") == {torch.bfloat16}
+    assert record.dtypes("addmm") == {torch.bfloat16}
+    assert record.dtypes("bmm") == {torch.bfloat16}
 
 
 def test_fp32_training_is_bit_stable_across_two_runs(tmp_path):
