@@ -5,9 +5,9 @@ One script, at most 8 minutes on one H100, that writes ``reports/perf_gpu.md`` a
 1. the ``gpu``-marked tests (tests/test_gpu.py: autocast in each precision, compile, the feature cache on the
    device without a sync inside an epoch, peak memory of a paper-size step);
 2. ``bench.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
-   features, batch 64) in fp32, in bf16 and in bf16 with ``model.fp32_scores=false`` (attention scores in bf16
-   too), the official UniAD timed side by side in the same process when ``--official`` names a checkout of
-   zhiyuanyou/UniAD (it needs one: the official code is not shipped);
+   features, batch 64) in fp32, in bf16 and in bf16 with ``arch.fp32_scores=true`` (attention scores and
+   token stream in fp32), the official UniAD timed side by side in the same process when ``--official``
+   names a checkout of zhiyuanyou/UniAD (it needs one: the official code is not shipped);
 3. a short training of the paper architecture (``profile=paper`` sizes) on the offline synthetic data in
    fp32 and in bf16 (same seed), with the image/pixel AUROC difference;
 4. the projected wall time of the paper recipe (1000 epochs on MVTec's 3,629 training images) from the
@@ -44,9 +44,9 @@ DRY = {
                                              "--infer-batches", "1", "--latency-runs", "1"],
     "train": ["profile=smoke", "logger=none"], "tests": ["-k", "not compile"],
 }
-# the perf runs: each precision, and bf16 with the attention scores and the token stream in bf16 as well
+# the perf runs: each precision, and bf16 with the attention scores and the token stream in fp32 (the demo's)
 PERF_MODES = {"fp32": ["trainer.precision=fp32"], "bf16": ["trainer.precision=bf16"],
-              "bf16, fp32_scores=false": ["trainer.precision=bf16", "model.fp32_scores=false"]}
+              "bf16, fp32 scores": ["trainer.precision=bf16", "arch.fp32_scores=true"]}
 FULL = {
     "perf": PAPER_PERF, "perf_args": ["--batch-size", "64", "--steps", "48", "--warmup", "3", "--rounds", "4",
                                       "--infer-batches", "4", "--latency-runs", "10"],

@@ -38,7 +38,7 @@ class UniAD(nn.Module):
         fj: bool = True,
         fj_scale: float = 20.0,
         fj_prob: float = 1.0,
-        fp32_scores: bool = True,
+        fp32_scores: bool = False,
     ):
         super().__init__()
         h, w = feature_size

@@ -76,7 +76,7 @@ def _bf16_forward_backward(overrides: list[str]) -> _OpDtypes:
 
 
 def test_bf16_keeps_the_stream_and_attention_scores_fp32_and_runs_the_rest_in_bf16():
-    record = _bf16_forward_backward([])  # model.fp32_scores=true, the shipped default
+    record = _bf16_forward_backward(["arch.fp32_scores=true"])  # the demo profile's setting
     assert record.dtypes("baddbmm") == {torch.float32}  # q k^T with the neighbor mask, in fp32
     assert record.dtypes("_softmax") == {torch.float32}
     assert record.input_dtypes("native_layer_norm") == {torch.float32}  # the residual stream
@@ -85,8 +85,8 @@ def test_bf16_keeps_the_stream_and_attention_scores_fp32_and_runs_the_rest_in_bf
     assert torch.bfloat16 in record.dtypes("mm")
 
 
-def test_bf16_without_fp32_scores_runs_matmuls_attention_and_stream_in_bf16():
-    record = _bf16_forward_backward(["model.fp32_scores=false"])
+def test_plain_bf16_runs_matmuls_attention_and_stream_in_bf16():
+    record = _bf16_forward_backward([])  # arch.fp32_scores=false, the default outside the demo profile
     assert record.dtypes("baddbmm") == {torch.bfloat16}
     assert record.dtypes("_softmax") == {torch.bfloat16}
     assert record.input_dtypes("native_layer_norm") == {torch.bfloat16}
