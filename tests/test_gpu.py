@@ -55,6 +55,22 @@ def test_each_precision_trains_on_the_device(mode):
     assert torch.backends.cuda.matmul.allow_tf32 == (mode == "tf32" and CUDA)
 
 
+def test_bf16_with_fp32_scores_trains_on_the_device():
+    cfg, detector, params, optimizer, x = _setup(["trainer.precision=bf16", "arch.fp32_scores=true"])
+    step = make_train_step(detector, optimizer, params, cfg.trainer, DEVICE)
+    dtypes = {}
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, args, out: dtypes.setdefault(type(m).__name__, set()).add(out.dtype))
+    try:
+        detector.train()
+        losses = [float(step("features", x)) for _ in range(8)]
+    finally:
+        hook.remove()
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert dtypes["LayerNorm"] == {torch.float32}  # the token stream
+    assert dtypes["Linear"] == {torch.float32, torch.bfloat16}  # channel reduction fp32, the FFN's first linear bf16
+
+
 @pytest.mark.parametrize("mode", ["fp32", "bf16"])
 def test_compile_trains_on_the_device(mode):
     cfg, detector, params, optimizer, x = _setup(["trainer.compile=true", f"trainer.precision={mode}"])
