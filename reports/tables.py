@@ -253,6 +253,15 @@ def _context(runs: pd.DataFrame) -> dict:
             return []
         return sorted({_value_text(v) for v in done[column] if not is_missing(v)})
 
+    def precisions() -> list[str]:
+        """``trainer.precision`` of the runs; bf16 with ``arch.fp32_scores`` reads "bf16 (fp32 scores)"."""
+        if done.empty or "config.trainer.precision" not in done.columns:
+            return []
+        scores = done.get("config.arch.fp32_scores", pd.Series([None] * len(done), index=done.index))
+        pairs = zip(done["config.trainer.precision"], scores, strict=True)
+        return sorted({f"{p} (fp32 scores)" if p == "bf16" and not is_missing(s) and bool(s) else _value_text(p)
+                       for p, s in pairs if not is_missing(p)})
+
     asked = [int(v) for v in runs.get("n_seeds", pd.Series(dtype=object)) if not is_missing(v)]
     seeds = sorted({int(s) for s in done["seed"] if not is_missing(s)}) if not done.empty else []
     return {
@@ -260,7 +269,7 @@ def _context(runs: pd.DataFrame) -> dict:
         "profiles": values("config.profile_name"),
         "backbones": values("config.backbone.name"),
         "image_sizes": values("config.data.image_size"),
-        "precisions": values("config.trainer.precision"),
+        "precisions": precisions(),
         "seeds": seeds,
         "n_asked": max(asked) if asked else None,
         "n_runs": len(runs),

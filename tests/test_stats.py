@@ -113,6 +113,9 @@ def test_precision_is_in_the_provenance(tmp_path):
     _s4(tmp_path / "old", "mse", {1: 0.95})
     (table,) = build_tables(collect([tmp_path / "old"]).frame, load_paper())
     assert "precision: not recorded;" in main_grid(table).caption
+    _s4(tmp_path / "scores", "mse", {1: 0.95}, trainer__precision="bf16", arch__fp32_scores=True)
+    (table,) = build_tables(collect([tmp_path / "scores"]).frame, load_paper())
+    assert "precision: bf16 (fp32 scores);" in main_grid(table).caption
 
 
 def test_runs_on_other_categories_are_other_rows(tmp_path):
