@@ -37,35 +37,33 @@ def _setup(overrides, batch=8):
     return cfg, detector, params, optimizer, x
 
 
-@pytest.mark.parametrize("mode", precision.PRECISIONS)
-def test_each_precision_trains_on_the_device(mode):
-    cfg, detector, params, optimizer, x = _setup([f"trainer.precision={mode}"])
+def _train_steps(overrides: list[str], steps: int = 8):
+    """``steps`` of fit's own train step on the device: (losses, output dtypes by module type, parameters)."""
+    cfg, detector, params, optimizer, x = _setup(overrides)
     step = make_train_step(detector, optimizer, params, cfg.trainer, DEVICE)
-    dtypes = []
+    dtypes: dict[str, set] = {}
     hook = torch.nn.modules.module.register_module_forward_hook(
-        lambda m, args, out: dtypes.append(out.dtype) if isinstance(m, torch.nn.Linear) else None)
+        lambda m, args, out: dtypes.setdefault(type(m).__name__, set()).add(out.dtype)
+        if isinstance(out, torch.Tensor) else None)
     try:
         detector.train()
-        losses = [float(step("features", x)) for _ in range(8)]
+        losses = [float(step("features", x)) for _ in range(steps)]
     finally:
         hook.remove()
+    return losses, dtypes, params
+
+
+@pytest.mark.parametrize("mode", precision.PRECISIONS)
+def test_each_precision_trains_on_the_device(mode):
+    losses, dtypes, params = _train_steps([f"trainer.precision={mode}"])
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
-    assert {torch.bfloat16 if mode == "bf16" else torch.float32} == set(dtypes)
+    assert {torch.bfloat16 if mode == "bf16" else torch.float32} == dtypes["Linear"]
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in params)
     assert torch.backends.cuda.matmul.allow_tf32 == (mode == "tf32" and CUDA)
 
 
 def test_bf16_with_fp32_scores_trains_on_the_device():
-    cfg, detector, params, optimizer, x = _setup(["trainer.precision=bf16", "arch.fp32_scores=true"])
-    step = make_train_step(detector, optimizer, params, cfg.trainer, DEVICE)
-    dtypes = {}
-    hook = torch.nn.modules.module.register_module_forward_hook(
-        lambda m, args, out: dtypes.setdefault(type(m).__name__, set()).add(out.dtype))
-    try:
-        detector.train()
-        losses = [float(step("features", x)) for _ in range(8)]
-    finally:
-        hook.remove()
+    losses, dtypes, _ = _train_steps(["trainer.precision=bf16", "arch.fp32_scores=true"])
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
     assert dtypes["LayerNorm"] == {torch.float32}  # the token stream
     assert dtypes["Linear"] == {torch.float32, torch.bfloat16}  # channel reduction fp32, the FFN's first linear bf16
