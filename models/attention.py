@@ -155,12 +155,11 @@ class PositionalAttention(nn.Module):
             w, bias = mha.in_proj_weight, mha.in_proj_bias
             with torch.autocast(kind, enabled=False):
                 q, k = self._query_key(query.float(), key_value.float(), pos.float(), w, bias)
-            v = F.linear(key_value, w[2 * d :], bias[2 * d :])  # autocast: bf16
         else:
             w = _compute_dtype(mha.in_proj_weight, query)
             bias = _compute_dtype(mha.in_proj_bias, query)
             q, k = self._query_key(query, key_value, pos, w, bias)
-            v = F.linear(key_value, w[2 * d :], bias[2 * d :])
+        v = F.linear(key_value, w[2 * d :], bias[2 * d :])  # in the autocast dtype either way
         q, k, v = (t.reshape(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))
         p = mha.dropout if self.training else 0.0
         # explicit dtypes from here: q and k fp32 with a bf16 v must not be cast back to bf16 by autocast
