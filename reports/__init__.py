@@ -1,17 +1,21 @@
 """``python -m reports``: run records → one DataFrame → the paper's tables S2–S7 (Markdown, LaTeX, CSV)
 beside the paper's numbers, per-class tables, and figures.
 
-Modules: :mod:`reports.collect` (find and load records), :mod:`reports.table_files` (the tables as
-declared in ``conf/experiment/*.yaml``), :mod:`reports.paper` (the paper's numbers, from those files),
-:mod:`reports.layouts` (the tables' rows and columns), :mod:`reports.stats` (intervals, paired tests),
-:mod:`reports.tables` (aggregation, Markdown),
-:mod:`reports.latex` (Styler → booktabs), :mod:`reports.figures` (PNG), :mod:`reports.report` (files).
+One pipeline, a module per stage: :mod:`reports.collect` (find and load records into the run frame),
+:mod:`reports.declaration` (each table as declared in ``conf/experiment/*.yaml``: rows, labels, metrics)
+with :mod:`reports.paper` (the paper's numbers, from those files), :mod:`reports.aggregate` (numbers per
+row and metric; :mod:`reports.variants` tells apart runs that may not be averaged, :mod:`reports.stats`
+gives intervals and paired tests), :mod:`reports.grid` (display strings, captions, legends), then
+:mod:`reports.markdown`, :mod:`reports.latex` (Styler → booktabs) and :mod:`reports.figures` (PNG);
+:mod:`reports.report` runs the stages and writes the files.
 """
 
+from reports.aggregate import aggregate, build_tables
 from reports.collect import collect, failed_runs, find_records, load_record, records_frame
+from reports.grid import table_grids
+from reports.markdown import grid_markdown
 from reports.paper import load_paper
 from reports.report import build_report, latex_report, markdown_report, write_report
-from reports.tables import aggregate, build_tables, grid_markdown, table_grids
 
 __all__ = [
     "aggregate",

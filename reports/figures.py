@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.tables import Table
+from reports.aggregate import Table
 
 OURS_COLOR, PAPER_COLOR = "#1f77b4", "#bbbbbb"
 PNG_META = {"Software": None}
@@ -41,17 +41,17 @@ def _row_label(row) -> str:
 
 def bar_chart(table: Table, path: str | Path) -> Path | None:
     """Grouped bars per row: ours (mean, error bar = std over seeds) beside the paper, a panel per metric."""
-    layout = table.layout
+    spec = table.spec
     metrics = [
         m
-        for m in layout.metrics
+        for m in spec.metrics
         if any(r.cells[m.key].mean is not None or r.cells[m.key].paper is not None for r in table.rows)
     ]
     if not metrics:
         return None
     rows = table.rows
     x = np.arange(len(rows))
-    width = 0.4 if layout.has_paper else 0.7
+    width = 0.4 if spec.has_paper else 0.7
     width_in = max(4.0, 0.55 * len(rows) + 1.5) * len(metrics)
     height_in = 4.2
     labels = [_row_label(r) for r in rows]
@@ -64,7 +64,7 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
         cells = [r.cells[metric.key] for r in rows]
         ours = [c.mean if c.mean is not None else np.nan for c in cells]
         errs = [c.std if c.std is not None else 0.0 for c in cells] if metric.with_std else None
-        shift = -width / 2 if layout.has_paper else 0.0
+        shift = -width / 2 if spec.has_paper else 0.0
         ax.bar(
             x + shift,
             ours,
@@ -75,7 +75,7 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
             label="ours (mean ± std over seeds)" if metric.with_std else "ours",
         )
         values = [v for v in ours if not math.isnan(v)]
-        if layout.has_paper:
+        if spec.has_paper:
             paper = [c.paper if c.paper is not None else np.nan for c in cells]
             ax.bar(x + width / 2, paper, width, color=PAPER_COLOR, label="paper")
             values += [v for v in paper if not math.isnan(v)]
@@ -96,7 +96,7 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
         if k == 0:  # one legend between the title and the panels, never over a bar
             fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=2,
                        fontsize=7, frameon=False)
-    fig.suptitle(f"Table {layout.key}: {layout.title}" if layout.has_paper else layout.title, fontsize=10)
+    fig.suptitle(f"Table {spec.key}: {spec.title}" if spec.has_paper else spec.title, fontsize=10)
     return _save(fig, Path(path))
 
 

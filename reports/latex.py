@@ -11,7 +11,7 @@ import unicodedata
 
 import pandas as pd
 
-from reports.tables import Grid
+from reports.grid import Grid
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",

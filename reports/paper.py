@@ -1,5 +1,5 @@
-"""The paper's numbers, transcribed once from the seed into each table's declaration (the ``paper``
-entry of its rows in ``conf/experiment/*.yaml``, see :mod:`reports.table_files`).
+"""The paper's numbers (part of the declaration stage), transcribed once from the seed into each table's
+declaration (the ``paper`` entry of its rows in ``conf/experiment/*.yaml``, see :mod:`reports.declaration`).
 
 Columns: ``table`` (S2 … S7, C.1, C.4), ``row`` (the row id of the declaration),
 ``metric`` (``image_auroc``/``pixel_auroc`` in percent, ``gflops`` in G, ``*_params_m`` in millions),
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.declaration import TableSpec, metric_spec, table_specs
+
 COLUMNS = ("table", "row", "metric", "value", "unit", "source")
 
 
 def load_paper(path: str | Path | None = None) -> pd.DataFrame:
     """The paper's numbers of every declared table (or of a CSV with :data:`COLUMNS`, when given)."""
     if path is None:
-        from reports.table_files import paper_frame
-
         frame = paper_frame()
     else:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -35,6 +35,29 @@ def load_paper(path: str | Path | None = None) -> pd.DataFrame:
             f"duplicated paper numbers: {frame[duplicated][['table', 'row', 'metric']].values.tolist()}"
         )
     return frame
+
+
+def paper_frame(specs: tuple[TableSpec, ...] | None = None) -> pd.DataFrame:
+    """The paper's numbers of every table, long form: table, row, metric, value, unit, source, text."""
+    lines = []
+    for spec in specs if specs is not None else table_specs():
+        entries = [(r.id, r.paper, r.paper_source) for r in spec.rows]
+        if spec.paper_mean:
+            entries.append(("mean", spec.paper_mean, None))
+        for row_id, numbers, source in entries:
+            for metric, value in numbers.items():
+                lines.append(
+                    {
+                        "table": spec.key,
+                        "row": row_id,
+                        "metric": metric,
+                        "value": float(value),
+                        "unit": metric_spec(metric).unit,
+                        "source": source or spec.paper_source or "",
+                        "text": str(value),
+                    }
+                )
+    return pd.DataFrame(lines, columns=["table", "row", "metric", "value", "unit", "source", "text"])
 
 
 def paper_lookup(paper: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, str, str]]:

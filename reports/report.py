@@ -1,4 +1,6 @@
-"""Collect → tables → files: what ``python -m reports`` does, as importable functions."""
+"""The report pipeline, what ``python -m reports`` does, as importable functions: collect the records
+(:mod:`reports.collect`) → aggregate them into the declared tables (:mod:`reports.declaration`,
+:mod:`reports.aggregate`) → grids (:mod:`reports.grid`) → Markdown, LaTeX, CSV and figures."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.aggregate import Table, build_tables, summary_frame
 from reports.collect import Collection, collect, is_missing
+from reports.grid import Grid, main_grid, per_class_grids
 from reports.latex import latex_document
+from reports.markdown import grid_section
 from reports.paper import load_paper
-from reports.tables import Grid, Table, build_tables, grid_section, main_grid, per_class_grids, summary_frame
 
 FORMATS = ("md", "tex", "csv", "png")
 RESULT_CONFIG_COLUMNS = (

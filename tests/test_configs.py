@@ -11,7 +11,7 @@ from omegaconf import OmegaConf, open_dict
 
 from bench.build import build_detector, instantiate_node
 from models.detector import FeatureDetector
-from reports.table_files import table_decls
+from reports.declaration import table_specs
 from tests.conftest import CONF, compose_cfg
 
 DECODERS = sorted(p.stem for p in Path(CONF, "decoder").glob("*.yaml"))
@@ -54,7 +54,7 @@ def test_all_names_of_design_md_exist():
     assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_b0", "efficientnet_b2", "efficientnet_b4",
                               "efficientnet_b6", "resnet18", "resnet34", "resnet50", "resnet101"}
     # the paper's tables (DESIGN.md section 3); more may be declared, each by one experiment file
-    assert {d.experiment for d in table_decls()} == set(EXPERIMENTS)
+    assert {d.experiment for d in table_specs()} == set(EXPERIMENTS)
     assert {"ablation", "lqd", "loss", "freeze", "backbone", "complexity", "baselines", "cifar10"} <= set(EXPERIMENTS)
 
 
@@ -145,7 +145,7 @@ def test_every_experiment_composes_and_names_itself(experiment):
     assert cfg.experiment == experiment
 
 
-@pytest.mark.parametrize("decl", table_decls(), ids=lambda d: d.experiment)
+@pytest.mark.parametrize("decl", table_specs(), ids=lambda d: d.experiment)
 def test_every_row_of_every_table_composes_to_its_key(decl):
     """Each declared row's overrides compose, and the resolved config carries the values that the report
     matches the row on (so a run lands in the row the sweep ran it for)."""
@@ -159,4 +159,4 @@ def test_every_row_of_every_table_composes_to_its_key(decl):
             continue
         cfg = compose_cfg([f"+experiment={decl.experiment}", "profile=smoke", *row.overrides, *seeds])
         flat = flatten(OmegaConf.to_container(cfg, resolve=True), "config.")
-        assert tuple(flat[c] for c in decl.key_columns) == decl.row_key(row), row.id
+        assert tuple(flat[c] for c in decl.key_columns) == row.key, row.id

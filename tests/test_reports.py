@@ -20,7 +20,9 @@ from reports.collect import collect, failed_runs
 from reports.latex import grid_latex, tex_escape
 from reports.paper import load_paper
 from reports.report import build_report, markdown_report, write_report
-from reports.tables import Grid, aggregate, build_tables, grid_markdown, main_grid, per_class_grids
+from reports.aggregate import aggregate, build_tables
+from reports.grid import Grid, main_grid, per_class_grids
+from reports.markdown import grid_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,10 +19,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from hydra_plugins.uniad_bench_sweeper import expand, table_rows
+from reports.aggregate import summary_frame
+from reports.declaration import table_specs
 from reports.latex import tex_escape
 from reports.report import build_report, latex_report, markdown_report
-from reports.table_files import table_decls
-from reports.tables import summary_frame
 from tests.conftest import CONF
 from tests.table_cells import canonical_config, records_from_cells
 
@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = ["table", "experiment", "row", "variant", "metric", "unit", "m
 
 def cells_now(experiment: str) -> list[str]:
     """Every cell the sweep of ``+experiment=<experiment> profile=smoke`` runs, as canonical configs."""
-    decl = next(d for d in table_decls() if d.experiment == experiment)
+    decl = next(d for d in table_specs() if d.experiment == experiment)
     raw = OmegaConf.load(decl.path).hydra.sweeper
     seeds = [f"seed={s}" for s in decl.seeds] or [None]
     combos = [[f"+experiment={experiment}", "profile=smoke", *([s] if s else [])] for s in seeds]
@@ -59,7 +59,7 @@ def now() -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_every_experiment_runs_the_same_cells_as_before(now):
-    assert set(BEFORE) <= {d.experiment for d in table_decls()}
+    assert set(BEFORE) <= {d.experiment for d in table_specs()}
     for experiment, cells in BEFORE.items():
         if experiment in GREW:
             missing = [c for c in cells if c not in set(now[experiment])]

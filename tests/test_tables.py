@@ -11,10 +11,10 @@ import pytest
 from hydra.errors import HydraException
 
 from hydra_plugins.uniad_bench_sweeper import expand, table_rows
-from reports.layouts import layout_of, layouts
+from reports.aggregate import build_tables
+from reports.declaration import parse_table, specs_by_experiment, table_specs
+from reports.grid import main_grid
 from reports.paper import load_paper
-from reports.table_files import parse_table, table_decls
-from reports.tables import build_tables, main_grid
 
 TABLE = {
     "key": "T",
@@ -80,13 +80,13 @@ def test_a_malformed_declaration_is_a_one_line_error(tmp_path, table, message):
 
 
 def test_every_declared_table_has_a_default_row_and_known_metrics():
-    decls = table_decls()
+    decls = table_specs()
     paper = ["S2", "S3", "S4", "S5", "S6", "S7", "C.1", "C.4"]
     assert [d.key for d in decls if d.key in paper] == paper  # report order
-    defaults = {d.key: d.default for d in decls}
+    defaults = {d.key: d.default_row for d in decls}
     assert defaults["S2"] == "9" and defaults["S3"] == "a+nma+fj" and defaults["S4"] == "mse"
     assert defaults["S5"] == "frozen" and defaults["S6"] == "efficientnet_b4" and defaults["C.1"] == "uniad"
-    for name, layout in layouts().items():
+    for name, layout in specs_by_experiment().items():
         assert layout.default_row is None or layout.default_row in {r.id for r in layout.rows}, name
 
 
@@ -114,7 +114,7 @@ def test_the_example_table_renders_from_its_yaml_alone(tmp_path):
     _write(tmp_path, "n11/seed=1", 1, [11, 11], 0.5, 0.5)  # not a declared row: a row of its own
     frame = collect([tmp_path]).frame
     (table,) = build_tables(frame, load_paper())
-    assert table.key == "NMA-size" and not table.layout.has_paper
+    assert table.key == "NMA-size" and not table.spec.has_paper
     grid = main_grid(table)
     assert grid.columns[:3] == ["neighborhood", "Det.", "Loc."]
     assert [r[0] for r in grid.rows] == ["3x3", "5x5", "7x7", "9x9", "[11,11]"]
@@ -124,8 +124,7 @@ def test_the_example_table_renders_from_its_yaml_alone(tmp_path):
 
 
 def test_layout_of_a_declaration_matches_rows_on_config_values():
-    decl = next(d for d in table_decls() if d.key == "C.4")
-    layout = layout_of(decl)
+    layout = next(d for d in table_specs() if d.key == "C.4")
     assert layout.key_columns == ("config.data.normal_classes",)
     assert layout.rows[0].key == ((0, 1, 2, 3, 4),) and layout.mean_row
 
@@ -143,5 +142,5 @@ def test_a_row_may_carry_settings_of_its_own(tmp_path):
           - {id: mlp, overrides: [model=mlp, model.fj=true]}
         """))
     assert decl.key_columns == ("config.model.name",)
-    assert [decl.row_key(r) for r in decl.rows] == [("uniad",), ("mlp",)]
+    assert [r.key for r in decl.rows] == [("uniad",), ("mlp",)]
     assert "config.model.fj" in decl.row_prefixes

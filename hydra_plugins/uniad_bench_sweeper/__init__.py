@@ -1,7 +1,7 @@
 """A sweeper that runs a table's rows: ``hydra/sweeper=table`` (set by ``conf/experiment/*.yaml``).
 
 Each experiment file declares its table once under ``hydra.sweeper.table`` (rows with their overrides,
-paper numbers, labels; see ``reports/table_files.py``). This sweeper is Hydra's BasicSweeper whose
+paper numbers, labels; see ``reports/declaration.py``). This sweeper is Hydra's BasicSweeper whose
 cartesian product (``hydra.sweeper.params``, e.g. the seeds, and any sweep on the command line) is
 taken once per row, the row's overrides first: job = row overrides + one combination. The jobs go to
 whatever launcher is configured (basic, ``hydra/launcher=local`` or ``slurm``), as before.

@@ -1,0 +1,284 @@
+"""Stage 3 of the report, the grid: a :class:`reports.aggregate.Table` becomes :class:`Grid` objects,
+display strings (``mean ± std [95% interval] (n=k)``, the paper's number, Δ, the marks of the comparison
+with the default row), the best cells to set in bold, the caption (provenance and legend) and the notes.
+Markdown (:mod:`reports.markdown`) and LaTeX (:mod:`reports.latex`) render a grid as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from reports.aggregate import Cell, Row, Table, aggregate, delta
+from reports.collect import metric_sort_key, per_class_columns
+from reports.declaration import METRIC_LABELS, MetricSpec, metric_spec
+from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE
+from reports.variants import value_text
+
+MISSING = "—"
+# Marks after a cell compared with its table's default row; the legend says what they mean.
+NOT_SIGNIFICANT_MARK, NOT_TESTABLE_MARK = "†", "‡"
+
+
+@dataclass
+class Grid:
+    """A table ready to render: header, string cells, and the (row, column) cells to set in bold."""
+
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)  # Markdown bullet text under the table
+    n_label_columns: int = 1
+
+
+def fmt_number(value: float | None, decimals: int) -> str:
+    return MISSING if value is None else f"{value:.{decimals}f}"
+
+
+def fmt_ours(cell: Cell, metric: MetricSpec) -> str:
+    """``mean ± std [95% interval] (n=k)`` and the mark of the comparison with the default row;
+    one seed: ``mean (n=1)`` (no spread to show)."""
+    if cell.mean is None:
+        return MISSING
+    d = metric.decimals
+    if metric.with_std:
+        text = f"{cell.mean:.{d}f}"
+        if cell.n > 1 and cell.std is not None:
+            text += f" ± {cell.std:.{d}f}"
+        if cell.ci is not None:
+            text += f" [{cell.ci[0]:.{d}f}, {cell.ci[1]:.{d}f}]"
+        return text + f" (n={cell.n})" + mark(cell)
+    if cell.std:
+        return f"{cell.mean:.{d}f} ± {cell.std:.{d}f}"
+    return f"{cell.mean:.{d}f}"
+
+
+def mark(cell: Cell) -> str:
+    """† the difference from the default row is within seed noise; ‡ not testable; "" otherwise."""
+    if cell.test is None:
+        return ""
+    return {NOT_SIGNIFICANT: NOT_SIGNIFICANT_MARK, NOT_TESTABLE: NOT_TESTABLE_MARK}.get(cell.test.verdict, "")
+
+
+def significance_legend(table: Table) -> str:
+    """The sentence under a table that says what its intervals and marks mean."""
+    if not any(m.with_std for m in table.spec.metrics):
+        return ""
+    text = "[a, b] = 95% t-interval of the mean over seeds."
+    default = table.spec.default_row
+    if table.reference is not None:
+        text += (
+            f" Each row is compared with the default row ({table.reference.name}) by a paired t-test over the "
+            "seeds both completed (a seed fixes the data order and the initialisation of both rows, so "
+            f"pairing cancels that shared noise): {NOT_SIGNIFICANT_MARK} = the difference is not significant "
+            f"at {ALPHA:.0%} (within seed noise), {NOT_TESTABLE_MARK} = not testable (fewer than 2 shared "
+            "seeds); no mark = significant."
+        )
+    elif default:
+        text += f" The default row ({default}) has no completed run: no row is compared with it."
+    return text
+
+
+def fmt_delta(value: float | None, decimals: int) -> str:
+    if value is None:
+        return MISSING
+    text = f"{value:+.{decimals}f}"
+    return "+" + text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _seeds_text(row: Row) -> str:
+    if row.spec.paper_only:
+        return "paper only"
+    text = f"{row.n_seeds_done}/{row.n_asked}" if row.n_asked else str(row.n_seeds_done)
+    return text + (f", {row.n_failed} failed" if row.n_failed else "")
+
+
+def _best(values: list[float | None], higher: bool) -> set[int]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return set()
+    target = max(present) if higher else min(present)
+    return {i for i, v in enumerate(values) if v is not None and v == target}
+
+
+def _caption(table: Table) -> str:
+    spec, ctx = table.spec, table.context
+    seeds = ", ".join(map(str, ctx["seeds"])) or "none"
+    asked = f" ({ctx['n_asked']} asked)" if ctx["n_asked"] else ""
+    head = (
+        f"Table {spec.key} reproduced: {spec.title.rstrip('.')}."
+        if spec.has_paper
+        else f"{spec.title}."
+    )
+    precision = ", ".join(ctx.get("precisions") or []) or "not recorded"
+    parts = [
+        head,
+        f"Dataset: {', '.join(ctx['datasets']) or '—'}; profile: {', '.join(ctx['profiles']) or '—'};",
+        f"precision: {precision};",
+        f"seeds: {seeds}{asked}.",
+        spec.definitions,
+    ]
+    legend = significance_legend(table)
+    if legend:
+        parts.append(legend)
+    if spec.has_paper:
+        parts.append("Paper: " + ("; ".join(source_summary(table.sources)) or "no number in the paper") + ".")
+    return " ".join(parts)
+
+
+def source_summary(sources: list[str]) -> list[str]:
+    """``seed 000, Table S2 row 1 (…)`` … → ``seed 000, Table S2`` (per-row detail stays in the CSV)."""
+    out = []
+    for source in sources:
+        match = re.match(r"^(.*?Table [A-Z]*\d+(?:\.\d+)?)\b", source)
+        short = match.group(1) if match else source
+        if short not in out:
+            out.append(short)
+    return out
+
+
+def main_grid(table: Table) -> Grid:
+    spec = table.spec
+    variants = any(r.variant for r in table.rows)
+    columns = [*spec.label_columns, *(["runs differ in"] if variants else [])]
+    value_columns: list[tuple[MetricSpec, str]] = []
+    for metric in spec.metrics:
+        if spec.has_paper:
+            value_columns += [(metric, "ours"), (metric, "paper"), (metric, "delta")]
+        else:
+            value_columns.append((metric, "ours"))
+    for metric, kind in value_columns:
+        if not spec.has_paper:
+            columns.append(metric.label)
+        else:
+            columns.append(f"{metric.label} {'Δ' if kind == 'delta' else kind}")
+    columns.append("seeds")
+    rows_all = [*table.rows, *([table.mean_row] if table.mean_row else [])]
+    cells: list[list[str]] = []
+    numbers: list[list[float | None]] = []
+    for row in rows_all:
+        line = [*row.spec.labels, *([row.variant or ""] if variants else [])]
+        nums: list[float | None] = []
+        for metric, kind in value_columns:
+            cell = row.cells[metric.key]
+            if kind == "ours":
+                text = fmt_ours(cell, metric)
+                if row is table.mean_row and cell.mean is not None:
+                    text = f"{cell.mean:.{metric.decimals}f} (mean of {cell.n})"
+                line.append(text)
+                nums.append(
+                    None if cell.mean is None or row is table.mean_row else round(cell.mean, metric.decimals)
+                )
+            elif kind == "paper":
+                line.append(cell.paper_text or fmt_number(cell.paper, metric.decimals))
+                nums.append(None if row is table.mean_row else cell.paper)
+            else:
+                line.append(fmt_delta(delta(cell, metric), metric.decimals))
+                nums.append(None)
+        if row is table.mean_row:
+            done = sum(1 for r in table.rows if r.n_done and r.spec in spec.rows and not r.variant)
+            line.append(f"{done}/{len(spec.rows)} rows")
+        else:
+            line.append(_seeds_text(row))
+        cells.append(line)
+        numbers.append(nums)
+    bold = set()
+    offset = len(spec.label_columns) + (1 if variants else 0)
+    for j, (metric, kind) in enumerate(value_columns):
+        if kind == "delta" or not metric.bold:
+            continue
+        for i in _best([n[j] for n in numbers], metric.higher_is_better):
+            bold.add((i, offset + j))
+    notes = _notes(table)
+    heading = (
+        f"Table {spec.key} — {spec.title} (experiment={spec.experiment})"
+        if spec.has_paper
+        else spec.title
+    )
+    return Grid(
+        key=spec.key,
+        title=heading,
+        columns=columns,
+        rows=cells,
+        bold=bold,
+        caption=_caption(table),
+        notes=notes,
+        n_label_columns=offset,
+    )
+
+
+def _notes(table: Table) -> list[str]:
+    notes = []
+    if table.missing:
+        notes.append(f"Missing cells ({len(table.missing)}), shown as {MISSING}:")
+        notes += [f"  - {m}" for m in table.missing]
+    if table.failed:
+        notes.append(f"Failed runs ({len(table.failed)}):")
+        notes += [f"  - {f}" for f in table.failed]
+    if table.partial:
+        notes.append("Fewer seeds than the experiment asked for:")
+        notes += [f"  - {p}" for p in table.partial]
+    notes += table.notes
+    return notes
+
+
+def per_class_grids(table: Table) -> list[Grid]:
+    """Category × metric for every row of ``table`` whose runs recorded per-class metrics, with a mean row."""
+    grids = []
+    for row in table.rows:
+        runs = row.runs
+        if runs is None or runs.empty:
+            continue
+        classes = per_class_columns(runs)
+        if not classes:
+            continue
+        names = sorted({m for pairs in classes.values() for m, _ in pairs}, key=metric_sort_key)
+        columns = ["category", *(METRIC_LABELS.get(m, m) for m in names)]
+        lines, numbers = [], []
+        for category, pairs in classes.items():
+            lookup = dict(pairs)
+            line, nums = [category], []
+            for name in names:
+                cell = aggregate(runs[lookup[name]], 100.0) if name in lookup else Cell()
+                line.append(fmt_ours(cell, metric_spec(name)))
+                nums.append(None if cell.mean is None else round(cell.mean, 1))
+            lines.append(line)
+            numbers.append(nums)
+        mean_line = ["mean"]
+        for name in names:
+            cols = [dict(pairs)[name] for pairs in classes.values() if name in dict(pairs)]
+            per_run = runs[cols].mean(axis=1, skipna=True)
+            mean_line.append(fmt_ours(aggregate(per_run, 100.0), metric_spec(name)))
+        lines.append(mean_line)
+        bold = {(i, j + 1) for j in range(len(names)) for i in _best([n[j] for n in numbers], True)}
+        ctx = {
+            "seeds": ", ".join(map(str, row.seeds)),
+            "data": ", ".join(sorted({value_text(v) for v in runs.get("config.data.name", [])})) or "—",
+            "profile": ", ".join(sorted({value_text(v) for v in runs.get("config.profile_name", [])}))
+            or "—",
+        }
+        where = f"Table {table.key}" if table.spec.has_paper else table.spec.title
+        caption = (
+            f"Per-class results, {where}, {row.name}. Dataset: {ctx['data']}; profile: {ctx['profile']}; "
+            f"seeds: {ctx['seeds']}. Values in %, mean ± sample std (ddof=1) over seeds (n); AUROC/AP/F1-max "
+            "per category; mean row: the mean over categories of each run, then over seeds."
+        )
+        grids.append(
+            Grid(
+                key=f"{table.key}-{row.spec.id}{'-' + row.variant if row.variant else ''}",
+                title=f"Per-class: {where}, {row.name}",
+                columns=columns,
+                rows=lines,
+                bold=bold,
+                caption=caption,
+                n_label_columns=1,
+            )
+        )
+    return grids
+
+
+def table_grids(table: Table) -> list[Grid]:
+    return [main_grid(table), *per_class_grids(table)]
