@@ -1,4 +1,4 @@
-"""Seed statistics for the tables (issue 12, point 4): a 95% interval of a row's mean, and whether a
+"""Seed statistics for the tables: a 95% interval of a row's mean, and whether a
 row differs from its table's default row by more than seed noise.
 
 Why a paired t-test over seeds: a seed fixes the data order, the initialisation and the jitter noise,

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from reports.__main__ import main as cli_main
+from reports.aggregate import aggregate, build_tables
 from reports.collect import collect, failed_runs
+from reports.grid import Grid, main_grid, per_class_grids
 from reports.latex import grid_latex, tex_escape
+from reports.markdown import grid_markdown
 from reports.paper import load_paper
 from reports.report import build_report, markdown_report, write_report
-from reports.aggregate import aggregate, build_tables
-from reports.grid import Grid, main_grid, per_class_grids
-from reports.markdown import grid_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from reports.aggregate import build_tables, summary_frame
 from reports.collect import collect
+from reports.grid import main_grid
 from reports.latex import grid_latex
+from reports.markdown import grid_markdown
 from reports.paper import load_paper
 from reports.stats import NOT_SIGNIFICANT, NOT_TESTABLE, SIGNIFICANT, paired_t_test, t_interval
-from reports.aggregate import build_tables, summary_frame
-from reports.grid import main_grid
-from reports.markdown import grid_markdown
 from tests.test_reports import write_run
 
 
