@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -71,11 +72,14 @@ def _batches(features, dataset, batch_size: int, generator: torch.Generator, dev
 
 
 def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
-        features: torch.Tensor | None = None, logger=None, config: dict | None = None) -> dict:
+        features: torch.Tensor | None = None, logger=None, config: dict | None = None,
+        on_epoch: Callable[[int, torch.nn.Module], None] | None = None) -> dict:
     """Train ``detector`` in place; return timing figures. ``features``: cached targets (or None).
 
     ``config``: the job's resolved config, stored in every checkpoint; a resume under a config that
     differs in a key that changes results is refused (``checkpoint.check_resume``).
+    ``on_epoch(epochs_done, detector)``: called after every epoch, before its checkpoint (the test
+    curve of ``eval.every``, ``bench.curve``); its time is not counted in ``fit_s``.
     """
     params = learnable_parameters(detector)
     optimizer = instantiate(trainer_cfg.optimizer)(params)
@@ -123,6 +127,10 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
         bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2g}")
         if logger is not None:
             logger.log_scalars({"train/loss": mean_loss, "train/lr": lr, "epoch": epoch}, step=epoch)
+        if on_epoch is not None:
+            t_cb = time.perf_counter()
+            on_epoch(epoch + 1, detector)
+            t0 += time.perf_counter() - t_cb  # the training figures leave the evaluations out
         last = epoch == epochs - 1
         if last or (trainer_cfg.ckpt_every and (epoch + 1) % int(trainer_cfg.ckpt_every) == 0):
             checkpoint.assert_finite(detector, epoch)  # a diverged model is never saved (nor resumed)

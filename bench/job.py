@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import checkpoint, precision
 from bench.build import build_datasets, build_detector
 from bench.complexity import complexity
+from bench.curve import test_curve
 from bench.errors import BenchError
 from bench.evaluate import evaluate
 from bench.feature_cache import cached_features
@@ -155,6 +156,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
     timing["data_check_s"] = round(time.perf_counter() - t0, 3)
     detector = build_detector(cfg).to(device)
     record["complexity"] = complexity(detector, int(cfg.data.image_size))
+    curve = None
     if state is not None:
         checkpoint.load_detector_state(detector, state["model"], cfg.ckpt)
     else:
@@ -164,8 +166,11 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         timing["features_s"] = round(time.perf_counter() - t0, 3)
         record["cache"] = {"used": train_feats is not None, "hit": hit, "key": info.get("key")}
         fit_fn = fit_statistics if getattr(detector, "fits_by_statistics", False) else fit  # PaDiM, PatchCore
+        curve = None if fit_fn is fit_statistics else test_curve(
+            cfg, run_dir, test_set, lambda: _features(detector, test_set, cfg, "test", device)[0], device, logger)
         timing.update(fit_fn(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
-                             features=train_feats, logger=logger, config=record["config"]))  # ckpt carries it
+                             features=train_feats, logger=logger, config=record["config"],  # ckpt carries it
+                             **({"on_epoch": curve} if curve else {})))
     if getattr(detector, "fits_by_statistics", False):  # what it stores is known once fitted
         record["complexity"] = complexity(detector, int(cfg.data.image_size))
     test_info: dict = {}
@@ -175,6 +180,8 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
     record["metrics"], eval_timing = evaluate(detector, test_set, cfg.eval, device=device, features=test_feats,
                                               run_dir=run_dir, logger=logger)
     timing.update(eval_timing)
+    if curve is not None:  # eval.every: the test curve, its last point the metrics above
+        record["curve"] = curve.finish(record["metrics"], eval_timing.get("eval_s"))
 
 
 def _skip_completed(run_dir: Path, cfg: DictConfig) -> dict | None:
