@@ -32,7 +32,7 @@ lint: install
 OFFICIAL  ?=
 PERF_ARGS ?=
 perf: install
-	$(PY) -m bench.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
+	$(PY) -m bench.tools.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
 
 # make gpu-check [OFFICIAL=path/to/UniAD checkout] [DEVICE=cuda]: the prepared GPU check (at most 8 minutes on
 # one H100): gpu-marked tests, perf at the paper shapes beside the official model in fp32 and bf16, a short
@@ -40,12 +40,12 @@ perf: install
 # DEVICE=cpu is its tiny dry run (CI), written under outputs/gpu-check-dry-run.
 DEVICE ?= cuda
 gpu-check: install
-	$(PY) -m bench.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL))
+	$(PY) -m bench.tools.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL))
 
 # Peak memory of the streamed evaluation (eval.metrics=all) on random classes: make eval-memory [EVAL_MEMORY_ARGS="--classes 15"]
 EVAL_MEMORY_ARGS ?=
 eval-memory: install
-	$(PY) -m bench.eval_memory $(EVAL_MEMORY_ARGS)
+	$(PY) -m bench.tools.eval_memory $(EVAL_MEMORY_ARGS)
 
 # Real-SLURM tests (root; ~5 min): a throwaway one-node cluster with accounting on loopback
 # (tests/slurm/cluster.py installs Debian's slurm/munge/mariadb packages when absent), then the

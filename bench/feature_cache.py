@@ -25,11 +25,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from bench import precision
 from bench.file_index import FileIndex, sample_paths, sha256_file
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+FEATURE_PRECISION = "fp32"  # features are extracted in IEEE fp32 whatever the job's precision (README, Performance)
 
 
 def cache_key(parts: dict) -> str:
@@ -56,6 +58,7 @@ def dataset_fingerprint(dataset, index_dir: str | os.PathLike | None = None) -> 
 def compute_features(detector, dataset, batch_size: int, device, desc: str, num_workers: int = 0) -> torch.Tensor:
     """(N, C, h, w) float32 features of every image of ``dataset`` on the CPU, in dataset order."""
     detector.eval()
+    precision.configure(FEATURE_PRECISION, device)  # IEEE fp32 in every job (CUDA's default allows TF32 convs)
     # a private generator: iterating a DataLoader draws a seed from its generator, and drawing it from
     # the global RNG would shift dropout/jitter so a cache miss would train differently from a hit
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -117,7 +120,8 @@ def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_roo
     if path is not None:
         _save_atomic(feats, path)
         _write_text_atomic(_sidecar(path), sha256_file(path) + "\n")
-        _write_text_atomic(path.parent / "key.json", json.dumps({**key_parts, "split": split}, indent=1, default=str))
+        key_json = {**key_parts, "split": split, "precision": FEATURE_PRECISION}
+        _write_text_atomic(path.parent / "key.json", json.dumps(key_json, indent=1, default=str))
     return feats, False
 
 

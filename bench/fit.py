@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def make_train_step(detector, optimizer, params, trainer_cfg, device: torch.device):
-    """The training step that ``fit`` runs (and ``bench.perf`` times): ``step(kind, x) -> loss``.
+    """The training step that ``fit`` runs (and ``bench.tools.perf`` times): ``step(kind, x) -> loss``.
 
     ``kind`` is "features" (cached targets) or "images"; the returned loss is detached and stays on the
     device (no host-device sync). The forward runs under ``trainer.precision``'s autocast; the loss is

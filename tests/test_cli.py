@@ -37,9 +37,9 @@ def test_multirun_after_overrides_sweeps_and_the_skip_lands_in_the_job_log(tmp_p
 
 @pytest.mark.slow  # a subprocess end to end: make test, not the fast tier
 def test_the_eval_memory_tool_runs():
-    """``make eval-memory`` (bench/eval_memory.py), at a tiny size."""
+    """``make eval-memory`` (bench/tools/eval_memory.py), at a tiny size."""
     args = ["--classes", "2", "--images", "6", "--size", "32"]
-    proc = subprocess.run([sys.executable, "-m", "bench.eval_memory", *args],
+    proc = subprocess.run([sys.executable, "-m", "bench.tools.eval_memory", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 classes x 6 images at 32 px" in proc.stdout and "peak RSS" in proc.stdout

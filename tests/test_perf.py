@@ -1,4 +1,4 @@
-"""bench.perf runs end to end on a tiny config (figures are not checked: this is not a timed test)."""
+"""bench.tools.perf runs end to end on a tiny config (figures are not checked: this is not a timed test)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from bench import perf
+from bench.tools import measure, perf
 
 TINY = ["profile=smoke", "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "2",
         "--infer-batches", "1", "--latency-runs", "1"]
@@ -108,20 +108,18 @@ def test_a_model_without_frozen_features_is_measured_without_cache(tmp_path):
 def test_other_cpu_use_does_not_count_the_benchmarks_own_work(monkeypatch):
     """Host busy time minus this process's own CPU time, over wall time x CPUs (samples given, so other work on
     the machine running the test cannot move the figure)."""
-    from bench import perf
-
     samples = iter([(100.0, 10.0, 50.0), (103.0, 11.5, 51.0)])  # (host busy s, own CPU s, monotonic s)
-    monkeypatch.setattr(perf.OtherCpuUse, "_sample", staticmethod(lambda: next(samples)))
-    monkeypatch.setattr(perf.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(measure.OtherCpuUse, "_sample", staticmethod(lambda: next(samples)))
+    monkeypatch.setattr(measure.os, "cpu_count", lambda: 2)
     # 3 busy CPU-seconds on the host in 1 s, 1.5 of them ours: others used 1.5 of 2 CPU-seconds
-    assert perf.OtherCpuUse().share() == 0.75
+    assert measure.OtherCpuUse().share() == 0.75
 
 
 def test_other_cpu_use_reads_this_host():
     import os
     import time
 
-    from bench.perf import OtherCpuUse
+    from bench.tools.measure import OtherCpuUse
 
     probe = OtherCpuUse()
     time.sleep(0.05)
@@ -130,3 +128,44 @@ def test_other_cpu_use_reads_this_host():
         assert not os.path.exists("/proc/stat")
         return
     assert 0.0 <= share <= 1.0
+
+
+def test_peak_memory_gives_the_phase_peak_and_the_extra_over_what_was_resident():
+    """An allocation of 64 MiB inside a phase: its extra is about 64 MiB, its absolute peak above the resident."""
+    import os
+
+    from bench.tools.measure import PeakMemory
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("no per-phase reset of the resident high-water mark here (not Linux)")
+    memory = PeakMemory(torch.device("cpu"))
+    memory.reset()
+    resident = memory.resident_at_reset
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    del block
+    phase = memory.phase()
+    assert 60 <= phase["extra_mb"] <= 80 and phase["peak_mb"] >= resident + 60
+    memory.reset()  # a new phase starts from what is resident now: the freed block is not its peak
+    assert memory.phase()["extra_mb"] < 30
+
+
+def test_time_interleaved_reports_synchronised_and_enqueue_time_per_phase():
+    import time
+
+    from bench.tools.measure import PeakMemory, time_interleaved
+
+    calls = {"slow": 0, "fast": 0}
+
+    def slow(i):
+        calls["slow"] += 1
+        time.sleep(0.02)
+
+    def fast(i):
+        calls["fast"] += 1
+
+    cpu = torch.device("cpu")
+    out = time_interleaved({"slow": slow, "fast": fast}, steps=4, warmup=1, rounds=2, device=cpu,
+                           memory=PeakMemory(cpu), probes=2)
+    assert calls == {"slow": 1 + 2 + 4, "fast": 1 + 2 + 4}  # warm-up, enqueue probes, timed steps
+    assert out["slow"]["step_ms"] >= 19 and out["slow"]["enqueue_ms"] >= 19  # host-bound: enqueue ~ synchronised
+    assert out["fast"]["step_ms"] < 5 and {"peak_mb", "extra_mb", "seconds"} <= out["fast"].keys()

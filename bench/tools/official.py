@@ -1,6 +1,6 @@
 """The official UniAD reconstruction (a zhiyuanyou/UniAD checkout) as a detector ``bench.fit`` can train.
 
-For comparison only (``bench.perf``, ``bench.gpu_check``): the checkout's
+For comparison only (``bench.tools.perf``, ``bench.tools.gpu_check``): the checkout's
 ``models/reconstructions/uniad.py`` is imported by file path, never copied, with the real ``einops``
 (``pip install -e .[perf]``). ``OfficialDetector`` exposes the four steps of ``models.detector`` so the
 official model runs through the same train step as ours (``bench.fit.make_train_step``).

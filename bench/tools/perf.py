@@ -1,4 +1,4 @@
-"""Performance benchmark (not a test): ``python -m bench.perf [--official PATH] [options] [overrides]``.
+"""Performance benchmark (not a test): ``python -m bench.tools.perf [--official PATH] [options] [overrides]``.
 
 For the configured detector (Hydra overrides as for ``python -m bench``, e.g. ``backbone=efficientnet_b4
 backbone.weights=none``) it measures, on synthetic random images (no dataset is read or written):
@@ -8,7 +8,10 @@ backbone.weights=none``) it measures, on synthetic random images (no dataset is 
   every step);
 * inference images/s of backbone + reconstruction + anomaly map, and of reconstruction + map on cached
   features; latency at batch 1;
-* peak memory per phase (CPU: resident set high-water mark; CUDA: max allocated), learnable params, GFLOPs;
+* inference and latency in the row's precision (``eval.precision``, the training precision unless set);
+* per phase (``bench.tools.measure``): synchronised and enqueue time per step, and the peak memory, absolute and
+  as the extra over what was resident (CPU: resident set; CUDA: allocated), ours and the official apart;
+  learnable params, GFLOPs;
 * with ``--official PATH`` (a checkout of zhiyuanyou/UniAD), the train step of the official reconstruction
   module on the same cached features, in the same process, interleaved with ours so both see the same
   machine load; skipped with a message when PATH holds no ``models/reconstructions/uniad.py``.
@@ -16,7 +19,7 @@ backbone.weights=none``) it measures, on synthetic random images (no dataset is 
 The train step is ``bench.fit.make_train_step``, the function the training loop runs: the forward under
 ``trainer.precision`` (fp32 | tf32 | bf16 autocast), the loss in fp32, AdamW, gradient clipping, the loss
 accumulated on the device (no host-device sync per step); ``trainer.compile=true`` compiles the
-reconstruction model. The official model (``bench.official``, needs ``pip install -e .[perf]`` for einops)
+reconstruction model. The official model (``bench.tools.official``, needs ``pip install -e .[perf]`` for einops)
 runs through the same step, as released: fp32, not compiled, torch's default AdamW (not fused), neighbor
 mask rebuilt every forward.
 Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<out>/perf.json``.
@@ -25,12 +28,8 @@ Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -42,11 +41,12 @@ import bench  # noqa: F401  (registers the config resolvers)
 from bench import precision
 from bench.build import build_detector, feature_size, learnable_parameters
 from bench.complexity import complexity, count_parameters
-from bench.feature_cache import DTYPES
+from bench.feature_cache import DTYPES, FEATURE_PRECISION
 from bench.fit import make_train_step
-from bench.official import OFFICIAL_FILE, OfficialDetector, build_official, load_official, official_file
+from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, median_latency_ms, time_interleaved
+from bench.tools.official import OFFICIAL_FILE, OfficialDetector, build_official, load_official, official_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 
 
@@ -64,112 +64,6 @@ def pick_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
-
-
-class OtherCpuUse:
-    """CPU time that other processes used while the benchmark ran, as a share of all CPUs (Linux).
-
-    Busy time of the whole host (``/proc/stat``) minus this process's own CPU time (``os.times``): unlike
-    the load average, it neither lags behind an earlier job nor counts the benchmark's own threads.
-    """
-
-    def __init__(self):
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-            idle = fields[3] + fields[4]  # idle + iowait
-            tick = os.sysconf("SC_CLK_TCK")
-            own = os.times()
-            return (sum(fields[:8]) - idle) / tick, own.user + own.system, time.monotonic()
-        return None
-
-    def share(self) -> float | None:
-        """Other processes' CPU seconds / (wall seconds x CPUs) since construction, in [0, 1]."""
-        end = self._sample()
-        if self.start is None or end is None or end[2] <= self.start[2]:
-            return None
-        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
-        return round(min(max(others / ((end[2] - self.start[2]) * (os.cpu_count() or 1)), 0.0), 1.0), 3)
-
-
-# --------------------------------------------------------------------------------------------- timing
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class PeakMemory:
-    """Peak memory of a phase: CUDA max allocated, or the CPU resident-set high-water mark (VmHWM).
-
-    On Linux, writing 5 to /proc/self/clear_refs resets VmHWM, so each phase gets its own peak; elsewhere
-    the process-wide ``ru_maxrss`` is reported (a running maximum).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.kind = "CUDA max allocated" if device.type == "cuda" else "CPU peak RSS"
-
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-
-    def peak_mb(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
-
-
-def time_interleaved(phases: dict, steps: int, warmup: int, rounds: int, device, memory: PeakMemory) -> dict:
-    """{name: (seconds for ``steps`` calls, peak MB)}; phases alternate in ``rounds`` rounds (same load)."""
-    seconds = dict.fromkeys(phases, 0.0)
-    peak = dict.fromkeys(phases, 0.0)
-    for name, fn in phases.items():  # warm-up: allocator, optimizer state, torch.compile
-        memory.reset()
-        for i in range(warmup):
-            fn(i)
-        sync(device)
-        peak[name] = memory.peak_mb()
-    per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
-    done = 0
-    for n in per_round:
-        for name, fn in phases.items():
-            memory.reset()
-            sync(device)
-            t0 = time.perf_counter()
-            for i in range(warmup + done, warmup + done + n):
-                fn(i)
-            sync(device)
-            seconds[name] += time.perf_counter() - t0
-            peak[name] = max(peak[name], memory.peak_mb())
-        done += n
-    return {name: (seconds[name], peak[name]) for name in phases}
 
 
 # ------------------------------------------------------------------------------------------ benchmark
@@ -198,6 +92,7 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
     other_cpu = OtherCpuUse()
     size = int(cfg.data.image_size)
     memory = PeakMemory(device)
+    resident_before = memory.resident_mb()
     log(f"building {cfg.model.name} on {cfg.backbone.name} at {size} px, {device}")
     detector = build_detector(cfg).to(device)
     stats = complexity(detector, size)
@@ -216,7 +111,8 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
     features = None
     with torch.no_grad():
         detector.eval()
-        if cacheable:  # what the disk cache holds, in cache.dtype, precomputed on the device
+        if cacheable:  # what the disk cache holds, in cache.dtype, precomputed on the device in IEEE fp32
+            precision.configure(FEATURE_PRECISION, device)
             features = detector.target(pool).to(DTYPES[cache_dtype])
     if features is not None:
         def cached(i: int):
@@ -251,43 +147,48 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
 
     log(f"training: {', '.join(phases)}; {warmup} warm-up + {steps} timed steps of batch {batch_size} each")
     train = time_interleaved(phases, steps, warmup, rounds, device, memory)
-    rate = {name: steps * batch_size / sec for name, (sec, _) in train.items()}
-    peaks = {name: peak for name, (_, peak) in train.items()}
+    rate = {name: steps * batch_size / t["seconds"] for name, t in train.items()}
+    timings = {name: {k: t[k] for k in ("step_ms", "enqueue_ms")} for name, t in train.items()}
+    peaks = {name: {k: t[k] for k in ("peak_mb", "extra_mb")} for name, t in train.items()}
 
+    # inference in the row's precision (eval.precision, the training precision unless set), as evaluation runs
+    eval_mode = precision.check(str(cfg.eval.precision))
     detector.eval()
     infer_phases = {}
 
     @torch.no_grad()
     def infer_images(i: int) -> None:
-        x = images(i)[1]
-        detector(x)
+        precision.configure(eval_mode, device)
+        with precision.autocast(eval_mode, device):
+            detector(images(i)[1])
 
     infer_phases["infer_uncached"] = infer_images
+
+    @torch.no_grad()
+    def infer_images_one(x: torch.Tensor) -> None:
+        precision.configure(eval_mode, device)
+        with precision.autocast(eval_mode, device):
+            detector(x)
     if features is not None:
         @torch.no_grad()
         def infer_cached(i: int) -> None:
             t = cached(i)[1]
-            detector.anomaly_map(t, detector.reconstruct(t), (size, size))
+            precision.configure(eval_mode, device)
+            with precision.autocast(eval_mode, device):
+                detector.anomaly_map(t, detector.reconstruct(t), (size, size))
 
         infer_phases["infer_cached"] = infer_cached
-    log(f"inference: {infer_batches} batches of {batch_size}")
-    infer = time_interleaved(infer_phases, infer_batches, 1, 1, device, memory)
-    rate.update({name: infer_batches * batch_size / sec for name, (sec, _) in infer.items()})
-    peaks.update({name: peak for name, (_, peak) in infer.items()})
+    log(f"inference ({eval_mode}): {infer_batches} batches of {batch_size}")
+    infer = time_interleaved(infer_phases, infer_batches, 1, 1, device, memory, probes=1)
+    rate.update({name: infer_batches * batch_size / t["seconds"] for name, t in infer.items()})
+    timings.update({name: {k: t[k] for k in ("step_ms", "enqueue_ms")} for name, t in infer.items()})
+    peaks.update({name: {k: t[k] for k in ("peak_mb", "extra_mb")} for name, t in infer.items()})
 
     one = pool[:1]
-    latencies = []
-    with torch.no_grad():
-        memory.reset()
-        for i in range(latency_runs + 2):
-            sync(device)
-            t0 = time.perf_counter()
-            detector(one)
-            sync(device)
-            if i >= 2:
-                latencies.append(time.perf_counter() - t0)
-        peaks["latency_batch1"] = memory.peak_mb()
-    log(f"latency: median of {latency_runs} runs at batch 1")
+    memory.reset()
+    latency_ms = median_latency_ms(lambda: infer_images_one(one), latency_runs, 2, device)
+    peaks["latency_batch1"] = memory.phase()
+    log(f"latency ({eval_mode}): median of {latency_runs} runs at batch 1")
 
     def r(x, nd=2):
         return None if x is None else round(float(x), nd)
@@ -306,6 +207,7 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
             "warmup_steps": warmup, "rounds": rounds, "cache_dtype": cache_dtype,
             "compile": bool(cfg.trainer.compile), "precision": str(cfg.trainer.precision),
             "matmul_precision": precision.effective(str(cfg.trainer.precision), device),
+            "eval_precision": precision.effective(str(cfg.eval.precision), device),
             "fp32_scores": cfg.model.get("fp32_scores"),
             "input": "synthetic random images",
         },
@@ -314,10 +216,15 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
         "train_speedup_cache": r(cached_rate / rate["train_uncached"], 3) if cached_rate else None,
         "infer_images_per_s": r(rate["infer_uncached"]),
         "infer_images_per_s_cached": r(rate.get("infer_cached")),
-        "latency_ms_batch1": r(1000 * statistics.median(latencies)),
-        "peak_memory_mb": r(max(peaks.values()), 1),
+        "latency_ms_batch1": r(latency_ms),
+        "peak_memory_mb": r(max(v["peak_mb"] for k, v in peaks.items() if not k.startswith("official")), 1),
+        "extra_memory_mb": r(max(v["extra_mb"] for k, v in peaks.items() if not k.startswith("official")), 1),
+        "official_peak_memory_mb": peaks.get("official_train", {}).get("peak_mb"),
+        "official_extra_memory_mb": peaks.get("official_train", {}).get("extra_mb"),
         "peak_memory_kind": memory.kind,
-        "peak_memory_mb_by_phase": {k: r(v, 1) for k, v in peaks.items()},
+        "memory_by_phase": peaks,
+        "step_ms_by_phase": timings,
+        "resident_before_mb": r(resident_before, 1),
         "learnable_params": stats["learnable_params"],
         "reconstruction_params": stats["reconstruction_params"],
         "gflops": stats["gflops"],
@@ -340,7 +247,10 @@ ROWS = [
     ("inference images/s (backbone + reconstruction + map)", "infer_images_per_s"),
     ("inference images/s on cached features", "infer_images_per_s_cached"),
     ("latency at batch 1 (ms)", "latency_ms_batch1"),
-    ("peak memory (MB)", "peak_memory_mb"),
+    ("peak memory, ours (MB, absolute)", "peak_memory_mb"),
+    ("peak memory, ours (MB, extra over resident)", "extra_memory_mb"),
+    ("peak memory, official (MB, absolute)", "official_peak_memory_mb"),
+    ("peak memory, official (MB, extra over resident)", "official_extra_memory_mb"),
     ("learnable params", "learnable_params"),
     ("GFLOPs (batch 1)", "gflops"),
 ]
@@ -352,7 +262,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# UniAD Bench performance",
         "",
-        f"`python -m bench.perf` on {result['device_name']}, torch {result['torch']}. "
+        f"`python -m bench.tools.perf` on {result['device_name']}, torch {result['torch']}. "
         f"Model {c['model']}, backbone {c['backbone']} (weights {c['weights']}, frozen {c['frozen']}), "
         f"{c['image_size']} px → {c['feature_size'][0]}x{c['feature_size'][1]}x{c['channels']} features, "
         f"hidden {arch.get('hidden_dim')}, {arch.get('num_encoder_layers')}+{arch.get('num_decoder_layers')} layers, "
@@ -367,15 +277,25 @@ def markdown(result: dict) -> str:
     ]
     for label, key in ROWS:
         value = result.get(key)
-        if key == "peak_memory_mb" and value is not None:
-            value = f"{value} ({result['peak_memory_kind']})"
-        elif key == "learnable_params" and value is not None:
+        if key == "learnable_params" and value is not None:
             value = f"{value:,}"
-        elif key in ("official_train_images_per_s", "speedup_vs_official_cached") and value is None:
+        elif (key.startswith("official") or key == "speedup_vs_official_cached") and value is None:
             value = result["official_status"].split(":")[0].split(" (")[0]  # "skipped" / "not requested"
         lines.append(f"| {label} | {'n/a' if value is None else value} |")
-    phases = ", ".join(f"{k} {v}" for k, v in result["peak_memory_mb_by_phase"].items())
-    lines += ["", f"Peak memory by phase (MB): {phases}.", f"Official UniAD: {result['official_status']}."]
+    lines += ["", f"Memory is {result['peak_memory_kind']}: absolute = the phase's peak, extra = that peak minus "
+              f"what was resident when the phase began (both models, the feature pool and the optimizer states "
+              f"of every train phase stay resident throughout; {result['resident_before_mb']} MB before the "
+              "benchmark built anything). A step whose enqueue time (the host issuing one step on a drained "
+              "device) is close to its synchronised time is bound by the host, not the device.", "",
+              "| phase | synchronised ms/step | enqueue ms/step | peak MB | extra MB |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, t in result["step_ms_by_phase"].items():
+        m = result["memory_by_phase"].get(name, {})
+        lines.append(f"| {name} | {t['step_ms']} | {t['enqueue_ms']} | {m.get('peak_mb')} | {m.get('extra_mb')} |")
+    if "latency_batch1" in result["memory_by_phase"]:
+        m = result["memory_by_phase"]["latency_batch1"]
+        lines.append(f"| latency_batch1 | {result['latency_ms_batch1']} | | {m['peak_mb']} | {m['extra_mb']} |")
+    lines += ["", f"Official UniAD: {result['official_status']}."]
     share = result.get("other_processes_cpu_share")
     if share is not None and result["device"] == "cpu":
         lines.append(f"Other processes used {100 * share:.1f}% of the host's {os.cpu_count()} CPUs during the run"
@@ -386,7 +306,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.perf", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides, e.g. backbone=efficientnet_b4 data.image_size=224")

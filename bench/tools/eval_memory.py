@@ -1,4 +1,4 @@
-"""Peak memory of the streamed evaluation: ``python -m bench.eval_memory [--classes 15 --images 100 --size 224]``.
+"""Peak memory of the streamed evaluation: ``python -m bench.tools.eval_memory [--classes 15 --images 100 --size 224]``.
 
 Evaluates a stand-in detector (its anomaly map is a blurred copy of the image's red channel, so no
 training is needed) on random images with blob masks, with ``eval.metrics=all``, and prints the peak
@@ -9,7 +9,6 @@ not grow with the number of classes.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 from scipy import ndimage
 
 from bench.evaluate import evaluate
+from bench.tools.measure import PeakMemory
 
 
 class _Sample:
@@ -72,12 +72,15 @@ def main() -> None:
     cfg = OmegaConf.create({"metrics": "all", "pool_size": 16, "score": "max", "save_maps": 0,
                             "batch_size": 32, "normal_pixel_budget": None})
     dataset = RandomBlobDataset(args.classes, args.images, args.size)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    device = torch.device("cpu")
+    memory = PeakMemory(device)
+    memory.reset()
     t0 = time.perf_counter()
-    metrics, _ = evaluate(BlurDetector(), dataset, cfg, device=torch.device("cpu"))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    metrics, _ = evaluate(BlurDetector(), dataset, cfg, device=device)
+    peak = memory.phase()
     print(f"{args.classes} classes x {args.images} images at {args.size} px, eval.metrics=all: "
-          f"{time.perf_counter() - t0:.1f} s, peak RSS {peak:.0f} MiB (before evaluation {before:.0f} MiB)")
+          f"{time.perf_counter() - t0:.1f} s, peak RSS {peak['peak_mb']:.0f} MiB ({peak['extra_mb']:.0f} MiB over the "
+          f"{memory.resident_at_reset:.0f} MiB resident before evaluation)")
     print({k: round(v, 4) for k, v in metrics["mean"].items()})
 
 

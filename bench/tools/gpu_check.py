@@ -4,7 +4,7 @@ One script, at most 8 minutes on one H100, that writes ``reports/perf_gpu.md`` a
 
 1. the ``gpu``-marked tests (tests/test_gpu.py: autocast in each precision, compile, the feature cache on the
    device without a sync inside an epoch, peak memory of a paper-size step);
-2. ``bench.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
+2. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
    features, batch 64) in fp32, in bf16 and in bf16 with ``arch.fp32_scores=true`` (attention scores and
    token stream in fp32), the official UniAD timed side by side in the same process when ``--official``
    names a checkout of zhiyuanyou/UniAD (it needs one: the official code is not shipped);
@@ -29,10 +29,11 @@ from pathlib import Path
 
 import torch
 
-from bench import perf
 from bench.errors import BenchError
+from bench.tools import perf
+from bench.tools.measure import device_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MVTEC_TRAIN_IMAGES = 3629
 PAPER_EPOCHS = 1000
 PAPER_PERF = ["profile=paper", "backbone=efficientnet_b4", "backbone.weights=none", "data.image_size=224"]
@@ -149,7 +150,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (the check) | cpu (the tiny dry run)")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
     parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json (default: reports/ on CUDA, "
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"gpu-check: short trainings in {', '.join(PERF_MODES)}", flush=True)
     training = run_training(plan["train"], args.device, args.seed)
     result = {
-        "device": device.type, "device_name": perf.device_name(device), "torch": torch.__version__, "dry_run": dry,
+        "device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
         "official": args.official, "tests": tests, "perf": perf_runs,
         "projection": {mode: projection(p["train_images_per_s_cached"]) for mode, p in perf_runs.items()},
         "training": training, "wall_s": round(time.perf_counter() - t0, 1),
