@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from reports.aggregate import Cell, Row, Table, aggregate, delta
-from reports.collect import metric_sort_key, per_class_columns
+from reports.collect import is_missing, metric_sort_key, per_class_columns
 from reports.declaration import METRIC_LABELS, MetricSpec, metric_spec
 from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE
 from reports.variants import value_text
@@ -143,7 +143,8 @@ def source_summary(sources: list[str]) -> list[str]:
 def main_grid(table: Table) -> Grid:
     spec = table.spec
     variants = any(r.variant for r in table.rows)
-    columns = [*spec.label_columns, *(["runs differ in"] if variants else [])]
+    by_dataset = len(table.context.get("datasets") or []) > 1  # each row names its dataset(s)
+    columns = [*spec.label_columns, *(["dataset"] if by_dataset else []), *(["runs differ in"] if variants else [])]
     value_columns: list[tuple[MetricSpec, str]] = []
     for metric in spec.metrics:
         if spec.has_paper:
@@ -160,7 +161,11 @@ def main_grid(table: Table) -> Grid:
     cells: list[list[str]] = []
     numbers: list[list[float | None]] = []
     for row in rows_all:
-        line = [*row.spec.labels, *([row.variant or ""] if variants else [])]
+        line = [
+            *row.spec.labels,
+            *([_datasets(row)] if by_dataset else []),
+            *([row.variant or ""] if variants else []),
+        ]
         nums: list[float | None] = []
         for metric, kind in value_columns:
             cell = row.cells[metric.key]
@@ -186,7 +191,7 @@ def main_grid(table: Table) -> Grid:
         cells.append(line)
         numbers.append(nums)
     bold = set()
-    offset = len(spec.label_columns) + (1 if variants else 0)
+    offset = len(spec.label_columns) + (1 if by_dataset else 0) + (1 if variants else 0)
     for j, (metric, kind) in enumerate(value_columns):
         if kind == "delta" or not metric.bold:
             continue
@@ -208,6 +213,14 @@ def main_grid(table: Table) -> Grid:
         notes=notes,
         n_label_columns=offset,
     )
+
+
+def _datasets(row: Row) -> str:
+    """The ``data.name`` of a row's completed runs ("" for a row without one)."""
+    runs = row.runs
+    if runs is None or runs.empty or "config.data.name" not in runs.columns:
+        return ""
+    return ", ".join(sorted({value_text(v) for v in runs["config.data.name"] if not is_missing(v)}))
 
 
 def _notes(table: Table) -> list[str]:

@@ -68,13 +68,18 @@ def key_list(columns: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+GENERATED = "synthetic"  # the dataset that conf/data/synthetic.yaml's generator makes (data/synthetic.py)
+
+
 def generated_roots(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose data the generator makes (``data.generator`` set) are the same data wherever they were
-    written: their ``data.root`` is replaced by "(generated)" so that it does not split their rows."""
+    """Runs on generated data (``data.name`` synthetic, with its ``data.generator`` settings) are the same
+    data wherever they were written: their ``data.root`` is replaced by "(generated)" so that it does not
+    split their rows. Any other dataset is what its root holds: runs on different roots are different rows
+    (records of older releases carry the generator's settings in every dataset's config)."""
     generator = [c for c in runs.columns if c.startswith("config.data.generator.")]
-    if "config.data.root" not in runs.columns or not generator:
+    if "config.data.root" not in runs.columns or "config.data.name" not in runs.columns or not generator:
         return runs
-    made = runs[generator].map(lambda v: not is_missing(v)).any(axis=1)
+    made = runs[generator].map(lambda v: not is_missing(v)).any(axis=1) & (runs["config.data.name"] == GENERATED)
     if not made.any():
         return runs
     runs = runs.copy()

@@ -63,9 +63,8 @@ def test_layout_is_mvtec_with_textures_objects_and_defects(tmp_path):
 def test_configured_test_split_is_large_enough(profile):
     """Issue 12: >= 60 test images per category, >= 30 of them anomalous over >= 3 defect types."""
     generator = OmegaConf.load(CONF).generator
-    if profile != "default":
-        demo = OmegaConf.load(CONF.parents[1] / "profile" / f"{profile}.yaml")
-        generator = OmegaConf.merge(generator, demo.data.get("generator", {}))
+    if profile != "default":  # the profile's scaling of the generator (conf/data/generator/<profile>.yaml)
+        generator = OmegaConf.merge(generator, OmegaConf.load(CONF.parent / "generator" / f"{profile}.yaml"))
     anomalous = generator.n_test_defect * len(synthetic.DEFECTS)
     assert len(synthetic.CATEGORIES) >= 10 and len(synthetic.DEFECTS) >= 3
     assert anomalous >= 30 and generator.n_test_good + anomalous >= 60
