@@ -47,6 +47,10 @@ def build_datasets(cfg: DictConfig):
     data = cfg.data
     size = int(data.image_size)
     categories = list(data.categories) if data.get("categories") else None
+    if "_target_" in data:  # a reader named by its YAML (README, datasets); profile keys are not arguments
+        node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
+                if k not in (*_META_KEYS, "outlayers", "score", "generator")}
+        return instantiate(node, split="train"), instantiate(node, split="test")
     if data.name == "cifar10":
         from data.cifar10 import Cifar10ManyVsMany
 

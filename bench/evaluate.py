@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from bench import precision
 from bench.metrics import class_metrics, mean_metrics, resolve_metrics, without_pixel_metrics
+from bench.subset_metrics import subset_metrics
 from models.losses import image_scores
 
 
@@ -91,6 +92,8 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
         per_class[category] = class_metrics(names, labels_np, scores_np, masks_np, maps_np,
                                             normal_pixel_budget=eval_cfg.get("normal_pixel_budget"),
                                             seed=0)
+        per_class[category].update(subset_metrics(test_set, idx, names, labels_np, scores_np, masks_np, maps_np,
+                                                  normal_pixel_budget=eval_cfg.get("normal_pixel_budget")))
         if k_maps and run_dir is not None:
             _save_examples(Path(run_dir), category, torch.cat(keep_images), masks_np, maps_np, labels_np, k_maps)
         if logger is not None and k_maps:
