@@ -32,10 +32,12 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
+    "check_normal_pixel_budget",
     "class_metrics",
     "image_ap",
     "image_auroc",
     "image_f1_max",
+    "image_undefined_reason",
     "mean_metrics",
     "pixel_ap",
     "pixel_aupro",
@@ -442,12 +444,35 @@ def resolve_metrics(names: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def image_undefined_reason(labels) -> str:
+    """Why the image metrics of a class with these 0/1 ``labels`` are undefined (nan)."""
+    y = np.asarray(labels).ravel() != 0
+    if y.size == 0:
+        return "no test image"
+    if y.all():
+        return f"all {y.size} test images are anomalous"
+    if not y.any():
+        return f"all {y.size} test images are normal"
+    return "not a number"
+
+
 def without_pixel_metrics(names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(image metrics kept, pixel metrics skipped) of ``names``: for a test set without ground-truth
     masks (``data=folder`` without masks), whose pixel metrics must be absent, never computed from
     invented all-normal masks."""
     names = resolve_metrics(names)
     return (tuple(n for n in names if not n.startswith("pixel_")), tuple(n for n in names if n.startswith("pixel_")))
+
+
+def check_normal_pixel_budget(value) -> int | None:
+    """``value`` as an int >= 1 or None (exact); anything else raises ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"normal_pixel_budget must be an int or None, got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"normal_pixel_budget must be >= 1, got {value}")
+    return int(value)
 
 
 def class_metrics(names, labels, scores, masks, maps, *, normal_pixel_budget: int | None = None,
@@ -472,12 +497,7 @@ def class_metrics(names, labels, scores, masks, maps, *, normal_pixel_budget: in
       results equal the exact ones.
     """
     resolved = resolve_metrics(names)
-    if normal_pixel_budget is not None:
-        if isinstance(normal_pixel_budget, bool) or not isinstance(normal_pixel_budget, numbers.Integral):
-            raise ValueError(f"normal_pixel_budget must be an int or None, got {normal_pixel_budget!r}")
-        normal_pixel_budget = int(normal_pixel_budget)
-        if normal_pixel_budget < 1:
-            raise ValueError(f"normal_pixel_budget must be >= 1, got {normal_pixel_budget}")
+    normal_pixel_budget = check_normal_pixel_budget(normal_pixel_budget)
     out: dict[str, float] = {}
     image_names = [n for n in resolved if n.startswith("image_")]
     pixel_names = [n for n in resolved if n.startswith("pixel_")]

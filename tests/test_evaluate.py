@@ -1,0 +1,119 @@
+"""Tests of bench.evaluate: exact streamed metrics, undefined metrics recorded as null with a reason."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from bench.evaluate import evaluate, record_values
+from bench.metrics import class_metrics
+from tests.test_metrics import blobs
+
+SIZE = 32
+
+
+class _Sample:
+    def __init__(self, category):
+        self.category = category
+
+
+class _Classes(torch.utils.data.Dataset):
+    """Class ``a``: normal and anomalous images; ``b``: anomalous images whose masks are all zero;
+    ``c``: normal images only."""
+
+    has_masks = True
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.items = []
+        for category, n, anomalous in (("a", 13, True), ("b", 6, True), ("c", 5, False)):
+            masks = blobs(rng, n, SIZE, SIZE, p_anomalous=0.6) if category == "a" else np.zeros((n, SIZE, SIZE), bool)
+            for i in range(n):
+                label = int(masks[i].any()) if category == "a" else int(anomalous and i % 2 == 0)
+                image = rng.standard_normal((3, SIZE, SIZE)).astype(np.float32)
+                image[0][masks[i]] += 2.0
+                self.items.append((category, image, masks[i], label))
+        self.samples = [_Sample(c) for c, *_ in self.items]
+        self.categories = ["a", "b", "c"]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        category, image, mask, label = self.items[index]
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask[None].astype(np.float32)),
+                "label": label, "category": category}
+
+
+class _Blur(torch.nn.Module):
+    def target(self, images):
+        return images[:, :1]
+
+    def reconstruct(self, target):
+        return torch.zeros_like(target)
+
+    def anomaly_map(self, target, rec, size):
+        return F.avg_pool2d(target - rec, 3, stride=1, padding=1)
+
+
+def _cfg(**kw):
+    return OmegaConf.create({"metrics": "all", "pool_size": 4, "score": "max", "save_maps": 0, "batch_size": 4,
+                             "normal_pixel_budget": None, **kw})
+
+
+def test_streamed_metrics_are_exact_and_undefined_ones_are_null(tmp_path):
+    data = _Classes()
+    result, _ = evaluate(_Blur(), data, _cfg(), device=torch.device("cpu"))
+    text = json.dumps(result, allow_nan=False)  # never NaN in the record
+    assert json.loads(text) == result
+    # class a, by hand from the gathered arrays
+    idx = [i for i, s in enumerate(data.samples) if s.category == "a"]
+    images = torch.stack([data[i]["image"] for i in idx])
+    maps = F.avg_pool2d(images[:, :1], 3, stride=1, padding=1)[:, 0].numpy()
+    masks = np.stack([data.items[i][2] for i in idx])
+    labels = np.array([data.items[i][3] for i in idx])
+    scores = F.avg_pool2d(torch.from_numpy(maps)[:, None], 4, stride=1).amax(dim=(1, 2, 3)).numpy()
+    want = class_metrics("all", labels, scores, masks, maps)
+    for name, value in want.items():
+        assert result["per_class"]["a"][name] == pytest.approx(value, abs=1e-12), name
+    # b: anomalous images with all-zero masks -> pixel metrics null, with the reason
+    b, why_b = result["per_class"]["b"], result["undefined"]["b"]
+    assert all(b[m] is None for m in ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"))
+    assert b["image_auroc"] is not None and "image_auroc" not in why_b
+    assert set(why_b) == {"pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"}
+    assert "3 anomalous images are all zero" in why_b["pixel_ap"]
+    # c: only normal images -> every metric null
+    assert all(v is None for v in result["per_class"]["c"].values())
+    assert result["undefined"]["c"]["image_auroc"] == "all 5 test images are normal"
+    assert "no anomalous test image" in result["undefined"]["c"]["pixel_auroc"]
+    assert "a" not in result["undefined"]
+    # the mean is over the classes where a metric is defined
+    for name in ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"):
+        assert result["mean"][name] == result["per_class"]["a"][name]
+    per = result["per_class"]
+    assert result["mean"]["image_auroc"] == pytest.approx((per["a"]["image_auroc"] + per["b"]["image_auroc"]) / 2)
+
+
+def test_saved_examples_anomalous_first(tmp_path):
+    data = _Classes()
+    evaluate(_Blur(), data, _cfg(save_maps=4, metrics=["pixel_auroc"]), device=torch.device("cpu"), run_dir=tmp_path)
+    labels = [lab for c, _, _, lab in data.items if c == "a"]
+    order = [i for i, v in enumerate(labels) if v] + [i for i, v in enumerate(labels) if not v]
+    assert sorted(p.name for p in (tmp_path / "maps" / "a").iterdir()) == sorted(f"{i:03d}.npz" for i in order[:4])
+    kept = np.load(tmp_path / "maps" / "a" / f"{order[0]:03d}.npz")
+    assert kept["mask"].shape == (SIZE, SIZE) and kept["mask"].any()
+
+
+def test_record_values():
+    per_class = {"x": {"m": 0.5, "n": float("nan")}, "y": {"m": float("nan"), "n": float("nan")}}
+    out = record_values(per_class, {"x": {"n": "why n"}, "y": {"m": "why m", "n": "why n"}})
+    assert out == {"mean": {"m": 0.5, "n": None},
+                   "per_class": {"x": {"m": 0.5, "n": None}, "y": {"m": None, "n": None}},
+                   "undefined": {"x": {"n": "why n"}, "y": {"m": "why m", "n": "why n"}}}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in out["mean"].values())
