@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from bench.evaluate import evaluate, record_values
-from bench.metrics import class_metrics
+from bench.metrics import class_metrics, resolve_metrics
 from tests.test_metrics import blobs
 
 SIZE = 32
@@ -117,3 +117,27 @@ def test_record_values():
                    "per_class": {"x": {"m": 0.5, "n": None}, "y": {"m": None, "n": None}},
                    "undefined": {"x": {"n": "why n"}, "y": {"m": "why m", "n": "why n"}}}
     assert not any(isinstance(v, float) and math.isnan(v) for v in out["mean"].values())
+
+
+def test_subset_and_sample_metrics_see_the_class_maps():
+    """Metrics over subsets of the images (MVTec LOCO) get the class's maps before they are reordered."""
+    from bench.subset_metrics import subset_metrics
+
+    data = _Classes()
+    data.subsets = [("even",) if i % 2 == 0 else ("odd",) for i in range(len(data))]
+    data.groups = [f"s{i // 2}" for i in range(len(data))]
+    result, _ = evaluate(_Blur(), data, _cfg(), device=torch.device("cpu"))
+    idx = [i for i, s in enumerate(data.samples) if s.category == "a"]
+    images = torch.stack([data[i]["image"] for i in idx])
+    maps = F.avg_pool2d(images[:, :1], 3, stride=1, padding=1)[:, 0].numpy()
+    masks = np.stack([data.items[i][2] for i in idx])
+    labels = np.array([data.items[i][3] for i in idx])
+    scores = F.avg_pool2d(torch.from_numpy(maps)[:, None], 4, stride=1).amax(dim=(1, 2, 3)).numpy()
+    want = subset_metrics(data, idx, resolve_metrics("all"), labels, scores, masks, maps)
+    assert len(want) == 3 + 7 + 7  # sample_image_*, even_*, odd_*
+    for name, value in want.items():
+        got = result["per_class"]["a"][name]
+        assert (got is None and math.isnan(value)) or got == pytest.approx(value, abs=1e-12), name
+    assert any(k.startswith("even_pixel_") for k in result["per_class"]["a"])
+    assert any(k.startswith("sample_image_") for k in result["per_class"]["a"])
+    json.dumps(result, allow_nan=False)
