@@ -22,6 +22,21 @@ from data.transforms import check_image, load_image, load_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
+RESERVED = ("mean",)  # the name of the mean row in records and tables
+
+
+def category_problem(name) -> str | None:
+    """Why ``name`` cannot be a category, or None: a category is a plain folder name of the dataset
+    root (never a path: maps and records are written under it) and not a reserved row name."""
+    if not isinstance(name, str) or not name.strip():
+        return "is not a folder name"
+    if name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
+        return "is a path, not a category folder name: give the name of a subfolder of data.root"
+    if name.startswith("."):
+        return "is a hidden folder, not a category: rename it"
+    if name in RESERVED:
+        return "collides with the mean row of the tables and records: rename the category folder"
+    return None
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,93 @@ def test_a_file_gone_after_the_scan_is_named_and_a_checked_file_is_not_decoded_a
     Path(gone).unlink()
     with pytest.raises(DatasetError, match=f"unreadable image {gone}"):
         validate_data([dataset], tmp_path / "index")
+
+
+# --- every numeric and enumerated key, one table of ranges (bench.validate.RULES) ---
+
+@pytest.mark.parametrize("override", [
+    "trainer.batch_size=-4", "trainer.batch_size=0", "trainer.clip_grad=-1", "trainer.lr_step=0",
+    f"seed={2**60}", "seed=-1", "eval.pool_size=0", "eval.batch_size=0", "eval.score=median",
+    "eval.save_maps=abc", "eval.save_maps=-1", "model.fj_prob=3", "model.fj_prob=-0.1", "model.dropout=1.0",
+    "trainer.lr=0", "trainer.lr=nan", "trainer.lr_gamma=0", "trainer.weight_decay=-1", "trainer.ckpt_every=-1",
+    "trainer.precision=fp16", "eval.precision=fp8", "trainer.num_workers=-1", "trainer.compile=maybe",
+    "trainer.optimizer.betas=[0.9,1.5]", "cache.dtype=int8", "cache.disk=2", "data.image_size=0",
+    "data.score=median", "data.outlayers=[0,1]", "model.fj_scale=-2", "model.decoder=lqd_z",
+    "arch.neighbor_size=[3]", "arch.nhead=0", "model.hidden_dim=30", "lock_stale_h=0", "n_seeds=0",
+    "data.generator.n_train=0", "data.generator.defect_size=[0.2,0.1]", "vis.num_images=0",
+])
+def test_every_out_of_range_value_is_refused_naming_key_and_range(override):
+    key = override.split("=")[0]
+    with pytest.raises(BenchError) as error:
+        validate_config(compose_cfg(["profile=smoke", override]))
+    message = str(error.value)
+    assert message.startswith(key) and "\n" not in message
+    assert "give" in message  # the allowed range or choices follow
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["model=padim", "model.image_score=mean"], "model.image_score"),
+    (["model=patchcore", "model.coreset_ratio=0"], "model.coreset_ratio"),
+    (["data=cifar10", "data.normal_classes=[0,12]"], "data.normal_classes"),
+    (["logger=wandb", "logger.images=-1"], "logger.images"),
+])
+def test_model_and_dataset_keys_are_checked_where_they_exist(overrides, key):
+    with pytest.raises(BenchError, match=f"^{key}="):
+        validate_config(compose_cfg(["profile=smoke", *overrides]))
+
+
+def test_edge_values_inside_the_ranges_pass():
+    validate_config(compose_cfg(["profile=smoke", "trainer.clip_grad=null", "trainer.clip_grad=0", "seed=0",
+                                 f"seed={2**32 - 1}", "eval.save_maps=0", "model.fj_prob=0", "trainer.lr_gamma=1",
+                                 "eval.score=mean", "trainer.precision=tf32"]))
+
+
+@pytest.mark.parametrize("name", ["../../other/victim", "/abs/path", "a/b", "..", ".hidden", "mean"])
+def test_a_category_is_a_plain_name_never_a_path_or_the_mean_row(name):
+    with pytest.raises(BenchError, match="data.categories"):
+        validate_config(compose_cfg(["profile=smoke", f"data.categories=[alpha,'{name}']"]))
+
+
+def test_a_job_with_a_nonsense_batch_size_fails_before_training(tmp_paths, never_trains):
+    with pytest.raises(BenchError):
+        run(compose_cfg(["profile=smoke", "trainer.batch_size=-4", "eval.batch_size=8"]), tmp_paths / "run")
+    record = json.loads((tmp_paths / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "trainer.batch_size" in record["error"]
+
+
+def _options() -> list[list[str]]:
+    from tests.conftest import ROOT
+
+    groups = ["model", "decoder", "loss", "backbone", "data", "profile", "logger", "task"]
+    options = [[f"{g}={p.stem}"] for g in groups for p in sorted((ROOT / "conf" / g).glob("*.yaml"))]
+    return options + [[f"+experiment={p.stem}"] for p in sorted((ROOT / "conf" / "experiment").glob("*.yaml"))]
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}{k}.")
+    elif isinstance(node, list) and node and all(not isinstance(v, dict | list) for v in node):
+        yield prefix[:-1], node[0]
+    elif not isinstance(node, list):
+        yield prefix[:-1], node
+
+
+def test_every_number_and_flag_of_every_config_option_has_a_rule_and_its_default_passes():
+    from omegaconf import OmegaConf
+
+    from bench.validate import IMAGE_SCORES, RULES
+
+    uncovered = set()
+    for option in _options():
+        cfg = compose_cfg(option)
+        tree = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        tree.pop("hydra", None)
+        tree.pop("paths", None)
+        for key, value in _leaves(tree):
+            numeric = isinstance(value, bool | int | float) and not key.rpartition(".")[2].startswith("_")
+            if numeric and key not in RULES and not (key == "model.image_score" and cfg.model.name in IMAGE_SCORES):
+                uncovered.add(key)
+        if "trainer.device" not in " ".join(option):
+            validate_config(cfg)  # every shipped option passes its own checks
+    assert not uncovered, f"keys without a range in bench.validate.RULES: {sorted(uncovered)}"
