@@ -8,18 +8,24 @@ up as ``<mask_dir>/<defect>/<stem>.*`` or ``<stem>_mask.*``; in CSV mode they ar
 Either every anomalous test image has a mask or none has: pixel metrics are then computed or skipped
 (``has_masks``), never computed from invented masks. Every problem stops the job in one line
 (``DatasetError``) before training. Images are read by ``data.transforms`` like every other dataset.
+
+The CSV is UTF-8 (a byte-order mark is allowed). A row repeated exactly is counted once (with a warning);
+an image listed twice with different labels or masks is refused. Masks saved as JPEG get a warning: lossy
+compression spreads faint values around a mask's edge, which read as > 0 make it larger than drawn.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
-from PIL import Image
-
 from data.errors import DatasetError
-from data.mvtec import IMAGE_EXTENSIONS, MVTecDataset, Sample
+from data.mvtec import IMAGE_EXTENSIONS, MVTecDataset, Sample, category_problem
+from data.transforms import shown_size
+
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("path", "label", "mask")
 
@@ -34,20 +40,10 @@ def _folder(path: Path, what: str) -> Path:
     return path
 
 
-def _size(path: Path) -> tuple[int, int]:
-    """The image's width and height from its header; an unreadable file is a one-line error."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DatasetError(f"unreadable image {path} ({reason}): replace or remove the file") from None
-
-
 def _checked(image: Path, mask: Path | None) -> tuple[str, str | None]:
-    size = _size(image)
+    size = shown_size(image)
     if mask is not None:
-        mask_size = _size(mask)
+        mask_size = shown_size(mask)
         if mask_size != size:
             raise DatasetError(
                 f"mask {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is {size[0]}x{size[1]}: "
@@ -93,12 +89,18 @@ def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
     table = folder / labels
     if not table.is_file():
         raise DatasetError(f"missing label file {table}: write it (columns path,label[,mask]) or set data.labels=null")
-    with open(table, newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is no header
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{table} is not UTF-8 text (byte {error.start}: {error.reason}): save it as UTF-8") \
+            from None
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["path", "label"] or len(header) > 3 or (len(header) == 3 and header[2] != "mask"):
         raise DatasetError(f"{table}: the header must be path,label or path,label,mask, got {','.join(header)}")
     samples = []
+    seen: dict[str, tuple[int, tuple]] = {}  # image -> (line, (label, mask)) of its first row
+    repeated = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -118,8 +120,24 @@ def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
                 raise DatasetError(f"{table} line {line}: mask {mask} does not exist: fix the mask column")
             if label == 0:
                 raise DatasetError(f"{table} line {line}: a normal image (label 0) has a mask: remove it")
+        key = os.path.realpath(image)
+        entry = (label, None if mask is None else os.path.realpath(mask))
+        if key in seen:
+            first, before = seen[key]
+            if before[0] != label:
+                raise DatasetError(f"{table} lines {first} and {line}: image {image} is listed as both normal and "
+                                   "anomalous: keep one row")
+            if before != entry:
+                raise DatasetError(f"{table} lines {first} and {line}: image {image} is listed with two masks: "
+                                   "keep one row")
+            repeated.append(line)
+            continue
+        seen[key] = (line, entry)
         path, mask_path = _checked(image, mask)
         samples.append(Sample(path, category, "good" if label == 0 else "anomalous", label, mask_path))
+    if repeated:
+        log.warning(f"{table}: line{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))} repeat an "
+                    "earlier row: each image is counted once")
     return samples
 
 
@@ -143,7 +161,13 @@ def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, t
             raise DatasetError(f"no categories in {base}: expected <category>/{train_dir}/ folders of normal images")
         categories = known
     for category in categories:
-        _folder(base / category / train_dir, "train_dir")
+        problem = category_problem(category)
+        if problem:
+            raise DatasetError(f"category {category!r} of {base} {problem}")
+        if category not in known:
+            _folder(base / category / train_dir, "train_dir")  # a category folder without its train_dir
+            raise DatasetError(f"missing folder {base / category}: {category!r} is not a category of {base} "
+                               f"(subfolders with {train_dir}/: {', '.join(known) or 'none'}); check data.categories")
     samples: list[Sample] = []
     for category in sorted(set(categories)):
         if split == "train":
@@ -157,6 +181,10 @@ def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, t
                 raise DatasetError(f"no {name} test images for {category!r} in {where}: both classes are needed")
         samples += found
     if split == "test":
+        jpeg = [s.mask_path for s in samples if s.mask_path and Path(s.mask_path).suffix.lower() in (".jpg", ".jpeg")]
+        if jpeg:
+            log.warning(f"{len(jpeg)} masks are JPEG files (e.g. {jpeg[0]}): lossy compression makes a mask larger "
+                        "than drawn (values > 0 count as defect); save masks as PNG")
         anomalous = [s for s in samples if s.label == 1]
         with_mask = [s for s in anomalous if s.mask_path]
         if with_mask and len(with_mask) != len(anomalous):

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
-from data.transforms import check_image, load_image, load_mask
+from data.transforms import check_image, load_image, load_mask, shown_size
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
@@ -69,14 +68,6 @@ def _folder(path: Path) -> Path:
     return path
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:  # reads the header only
-            return image.size
-    except OSError as error:
-        raise DatasetError(f"unreadable image {path} ({error}): replace or remove the file") from None
-
-
 def list_categories(root: str | os.PathLike) -> list[str]:
     """Sorted names of the category folders of ``root`` (a category is a subfolder with ``train/``)."""
     base = _root(root)
@@ -90,7 +81,11 @@ def _categories(base: Path, categories: list[str] | None) -> list[str]:
             raise DatasetError(
                 f"no categories in {base}: expected subfolders laid out as {LAYOUT}; check data.root"
             )
-        return known
+        categories = known
+    for name in categories:
+        problem = category_problem(name)
+        if problem:
+            raise DatasetError(f"category {name!r} of {base} {problem}")
     unknown = [c for c in categories if c not in known]
     if unknown:
         raise DatasetError(
@@ -124,17 +119,18 @@ def _scan_test(base: Path, category: str) -> list[Sample]:
                 raise DatasetError(
                     f"missing mask {mask} for defective image {image}: add the mask or remove the image"
                 )
-            image_size, mask_size = _image_size(image), _image_size(mask)
-            if image_size != mask_size:
+            size, mask_size = shown_size(image), shown_size(mask)
+            if size != mask_size:
                 raise DatasetError(
                     f"mask {mask} is {mask_size[0]}x{mask_size[1]} but its image {image} is "
-                    f"{image_size[0]}x{image_size[1]}: masks must have their image's size"
+                    f"{size[0]}x{size[1]}: masks must have their image's size"
                 )
             samples.append(Sample(str(image), category, defect, 1, str(mask)))
-    if not samples:
-        raise DatasetError(
-            f"no test images in {test}: expected test/good and test/<defect> folders of images"
-        )
+    wanted = ((0, f"normal test images in {test / 'good'}"), (1, f"defective test images in {test}/<defect>"))
+    for label, what in wanted:
+        if not any(s.label == label for s in samples):
+            raise DatasetError(f"category {category!r} has no {what}: both are needed for its metrics "
+                               "(restore the folder or leave the category out with data.categories)")
     return samples
 
 

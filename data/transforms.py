@@ -4,9 +4,12 @@ Images: RGB (grey becomes 3-channel), PIL antialiased bilinear resize to SxS, To
 normalisation. Masks: PIL "L", nearest resize, 1xSxS float with values 0/1.
 
 ``load_rgb`` and ``read_mask`` are the one place where files become images (every dataset reader uses
-them): 16-bit and 32-bit greyscale files are scaled to 8 bits (PIL's own ``convert("RGB")`` clips them,
-turning a 16-bit image almost white). ``check_image`` decodes a file completely and returns its sha256,
-so a truncated or empty file is found before training, not in the middle of it.
+them, and ``shown_size`` reads the size from the header): the EXIF orientation is applied, as every image
+viewer does (a JPEG stored sideways or upside down is read upright, so it lines up with its mask); 16-bit
+and 32-bit greyscale files are scaled to 8 bits (PIL's own ``convert("RGB")`` clips them, turning a
+16-bit image almost white). ``check_image`` decodes a file completely and returns its sha256, so a
+truncated or empty file is found before training, not in the middle of it. A file too large to decode
+safely (PIL's decompression-bomb limit) is a ``DatasetError`` naming it, like an unreadable one.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, ImageOps
 
 from data.errors import DatasetError
+
+# EXIF orientations 5-8 turn the picture by 90 degrees: the stored width is the shown height
+_TURNED = (5, 6, 7, 8)
+_ORIENTATION = 0x0112
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,16 +58,53 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _unreadable(path, error: BaseException) -> DatasetError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DatasetError(f"unreadable image {path} ({reason}): replace or remove the file")
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` whose decompression-bomb refusal names the file (a ``DatasetError``)."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise _unreadable(path, error) from None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as shown: its EXIF orientation applied (the image itself when it has none)."""
+    if image.getexif().get(_ORIENTATION, 1) in (None, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def shown_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Width and height of the image as shown (EXIF orientation applied), from the header only.
+
+    An unreadable file (or one over the decompression-bomb limit) is a ``DatasetError`` naming it.
+    """
+    try:
+        with _open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(_ORIENTATION) in _TURNED
+    except DatasetError:
+        raise
+    except (OSError, ValueError, SyntaxError) as error:
+        raise _unreadable(path, error) from None
+    return (height, width) if turned else (width, height)
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as an 8-bit RGB PIL image (whatever its bit depth; see ``to_rgb``)."""
-    with Image.open(path) as image:
+    """Read an image file as an upright 8-bit RGB PIL image (whatever its bit depth; see ``to_rgb``)."""
+    with _open(path) as image:
         image.load()
-        return to_rgb(image)
+        return to_rgb(upright(image))
 
 
 def read_mask(path: str | os.PathLike) -> Image.Image:
-    """Read a ground-truth mask as a PIL "L" image with 255 where the file is > 0 (any bit depth)."""
-    with Image.open(path) as mask:
+    """Read a ground-truth mask as an upright PIL "L" image with 255 where the file is > 0 (any bit depth)."""
+    with _open(path) as mask:
+        mask = upright(mask)
         # 8-bit files as the official code reads them (convert("L")); wider ones by their raw values,
         # which convert("L") would clip
         wide = mask.mode in _WIDE_GREY or mask.mode == "F"
@@ -90,9 +134,8 @@ def check_image(path: str | os.PathLike) -> str:
             raise OSError("empty file")
         with Image.open(io.BytesIO(blob)) as image:
             image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DatasetError(f"unreadable image {path} ({reason}): replace or remove the file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise _unreadable(path, error) from None
     return hashlib.sha256(blob).hexdigest()
 
 
