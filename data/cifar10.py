@@ -4,6 +4,10 @@ Some classes are normal, the rest anomalous: train = the train-split images of t
 test = the whole test split, label 1 for the other classes. Masks are all zeros or all ones, and every
 image belongs to the one category "cifar10". Images are upsampled 32 -> S with PIL's ``Image.ANTIALIAS``
 (= LANCZOS) as the official ``datasets/cifar_dataset.py`` does, then ImageNet-normalised.
+
+The batch files are pickles, and a pickle can name any function to call. They are read with
+``BatchUnpickler``, which builds only plain containers, numbers, strings and numpy arrays: a file that
+names anything else (``os.system``, ``numpy.load``, ...) is refused as unreadable, never run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,32 @@ RESAMPLE = Image.LANCZOS  # the official code's Image.ANTIALIAS
 _URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
+# the globals a CIFAR-10 batch (Python 2 or 3 pickle of a dict of lists, bytes and numpy arrays) needs
+_ALLOWED = {
+    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int",
+                              "float", "complex", "bool")
+} | {
+    ("__builtin__", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "str", "unicode", "int",
+                                 "long", "float", "complex", "bool")
+} | {
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only ``_ALLOWED`` globals (builtins' containers and numpy arrays)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (a CIFAR-10 batch holds only arrays)")
+        if module == "__builtin__":
+            module, name = "builtins", {"unicode": "str", "long": "int"}.get(name, name)
+        return super().find_class(module, name)
+
+
 def batches_dir(root: str | os.PathLike) -> Path:
     """The folder of the batch files: ``<root>/cifar-10-batches-py``, or ``root`` if it is that folder."""
     base = Path(root).expanduser()
@@ -44,7 +74,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
+            entry = BatchUnpickler(f, encoding="bytes").load()
         data = entry.get(b"data", entry.get("data"))
         labels = entry.get(b"labels", entry.get("labels"))
         data = np.asarray(data, dtype=np.uint8)

@@ -175,3 +175,14 @@ def test_a_folder_category_is_a_subfolder_name_never_a_path(tmp_path, category):
     category = category.format(root=root)
     with pytest.raises(DatasetError, match="path"):
         FolderDataset(root, "test", categories=["beta", category], **FOLDERS)
+
+
+def test_an_empty_row_selection_is_an_error_not_a_silent_no_op():
+    from hydra.errors import HydraException
+
+    from hydra_plugins.uniad_bench_sweeper import table_rows
+
+    table = {"key": "S2", "rows": [{"id": "1", "overrides": ["model.fj=false"]}, {"id": "9", "overrides": ["a=b"]}]}
+    assert [i for i, _ in table_rows(table, ["9"])] == ["9"]
+    with pytest.raises(HydraException, match=r"select=\[\] selects no row.*1, 9"):
+        table_rows(table, [])

@@ -75,3 +75,30 @@ def test_bad_normal_classes_are_refused(cifar):
     for classes in ([], [10], list(range(10))):
         with pytest.raises(ValueError, match="normal_classes"):
             Cifar10ManyVsMany(cifar, "train", classes)
+
+
+class _Payload:
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("how", ["os.system", "numpy.load"])
+def test_a_batch_file_that_names_a_function_is_refused_and_nothing_runs(cifar, tmp_path, how):
+    marker = tmp_path / "ran"
+    batch = cifar / "cifar-10-batches-py" / "test_batch"
+    if how == "os.system":
+        payload = _Payload(f"touch {marker}")
+    else:  # a callable outside builtins' containers and numpy's array constructors, harmless or not
+        np.save(tmp_path / "x.npy", np.zeros(3))
+        payload = type("Load", (), {"__reduce__": lambda self: (np.load, (str(tmp_path / "x.npy"),))})()
+    with open(batch, "wb") as f:
+        pickle.dump({b"data": payload, b"labels": [0]}, f, protocol=2)
+    with pytest.raises(DatasetError) as error:
+        Cifar10ManyVsMany(cifar, "test", NORMAL, image_size=16)
+    assert str(batch) in str(error.value) and "refused" in str(error.value)
+    assert not marker.exists()

@@ -6,7 +6,8 @@ cartesian product (``hydra.sweeper.params``, e.g. the seeds, and any sweep on th
 taken once per row, the row's overrides first: job = row overrides + one combination. The jobs go to
 whatever launcher is configured (basic, ``hydra/launcher=local`` or ``slurm``), as before.
 
-``hydra.sweeper.select=[9,1]`` runs only those rows (by id). A command-line override of a key that the
+``hydra.sweeper.select=[9,1]`` runs only those rows (by id); ``select=[]`` is an error (it would run
+nothing and exit 0). A command-line override of a key that the
 rows set is refused: every row would become the same run.
 
 (Hydra loads sweepers only from the ``hydra_plugins`` namespace package, hence this folder. No
@@ -56,6 +57,11 @@ def table_rows(table: Any, select: Any = None) -> list[tuple[str, list[str]]]:
         select = OmegaConf.to_container(select) if OmegaConf.is_config(select) else select
         wanted = [str(s) for s in (select if isinstance(select, list | tuple) else [select])]
         ids = [i for i, _ in rows]
+        if not wanted:
+            raise HydraException(
+                f"hydra.sweeper.select=[] selects no row of table {table.get('key')}: give row ids "
+                f"({', '.join(ids)}) or drop it to run every row"
+            )
         unknown = [s for s in wanted if s not in ids]
         if unknown:
             raise HydraException(
