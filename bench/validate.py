@@ -135,6 +135,7 @@ RULES: dict[str, Rule] = {
     "trainer.scheduler.gamma": REAL(0, 1, open_low=True),
     "eval.pool_size": INT(1), "eval.score": ONE_OF("max", "mean"), "eval.save_maps": INT(0),
     "eval.batch_size": INT(1), "eval.precision": PRECISION, "eval.normal_pixel_budget": INT(1, null=True),
+    "eval.every": INT(1, null=True),
     "cache.features": BOOL, "cache.dtype": ONE_OF("float16", "float32", "bfloat16"), "cache.disk": BOOL,
     "data.image_size": INT(32), "data.score": ONE_OF("max", "mean"),
     "data.outlayers": INT(1, 5, items=True),
