@@ -140,6 +140,9 @@ RULES: dict[str, Rule] = {
     "data.image_size": INT(32), "data.score": ONE_OF("max", "mean"),
     "data.outlayers": INT(1, 5, items=True),
     "data.normal_classes": INT(0, 9, items=True),
+    "data.strict_counts": BOOL,  # the public benchmarks' readers (data/reader.py)
+    "data.resolution": ONE_OF(256, 512, 1024, "raw"),  # Real-IAD's image folders
+    "data.views": ONE_OF("C1", "C2", "C3", "C4", "C5", items=True, null=True),
     "data.generator.seed": INT(0, SEED_MAX), "data.generator.image_size": INT(32),
     "data.generator.n_train": INT(1), "data.generator.n_test_good": INT(1), "data.generator.n_test_defect": INT(1),
     "data.generator.defect_size": REAL(0, 0.5, open_low=True, items=True, length=2),

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.mvtec import IMAGE_EXTENSIONS, Sample, verify_files
-from data.transforms import check_image, load_image, load_mask, read_mask
+from data.transforms import check_image, load_image, load_mask, read_mask, shown_size
 
 SPLITS = ("train", "test")
 
@@ -67,13 +67,9 @@ def subfolders(path: Path) -> list[Path]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """Width and height from the header; an unreadable file is a one-line error."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DatasetError(f"unreadable image {path} ({reason}): replace or remove the file") from None
+    """Width and height as shown (EXIF orientation applied) from the header; an unreadable file is a
+    one-line error (``data.transforms.shown_size``)."""
+    return shown_size(path)
 
 
 def check_mask_size(image: Path, mask: Path) -> None:

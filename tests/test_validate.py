@@ -193,3 +193,14 @@ def test_every_number_and_flag_of_every_config_option_has_a_rule_and_its_default
         if "trainer.device" not in " ".join(option):
             validate_config(cfg)  # every shipped option passes its own checks
     assert not uncovered, f"keys without a range in bench.validate.RULES: {sorted(uncovered)}"
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["data=realiad", "data.resolution=300"], "data.resolution"),
+    (["data=realiad", "data.views=[C9]"], "data.views"),
+    (["data=visa", "data.strict_counts=2"], "data.strict_counts"),
+])
+def test_benchmark_reader_keys_are_checked_before_training(overrides, key):
+    with pytest.raises(BenchError, match=f"^{key}="):
+        validate_config(compose_cfg(["profile=smoke", *overrides]))
+    validate_config(compose_cfg(["profile=smoke", overrides[0]]))
