@@ -184,3 +184,25 @@ def make_mvtec3d(root: Path) -> dict:
     for defect in ("crack", "hole"):
         sample(cls / "test" / defect, "000", 20, True)
     return {"bagel": {"train": (3, 0), "test": (1, 2)}}
+
+
+def ablation_smoke_sweep(tmp_path: Path, data: list[str]) -> tuple[list[dict], str]:
+    """Rows 1 and 9 of ``+experiment=ablation`` at the smoke profile, one seed, on ``data``; then
+    ``python -m reports``. Returns the run records and the rendered tables.md."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "UNIAD_BENCH_DATA": str(tmp_path / "datasets"), "UNIAD_BENCH_CACHE": str(tmp_path / "cache")}
+    sweep, out = tmp_path / "sweep", tmp_path / "report"
+    run = subprocess.run([sys.executable, "-m", "bench", "-m", "+experiment=ablation", *data, "profile=smoke",
+                          "trainer.epochs=1", "seed=1", "hydra.sweeper.select=[1,9]", f"hydra.sweep.dir={sweep}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rep = subprocess.run([sys.executable, "-m", "reports", str(sweep), "--out", str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(sweep.rglob("metrics.json"))]
+    return records, (out / "tables.md").read_text()

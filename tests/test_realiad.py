@@ -118,3 +118,16 @@ def test_bad_layouts_are_one_line_errors(root, tmp_path):
     next((path / "realiad_256" / "audiojack" / "OK" / "S0001").iterdir()).unlink()
     with pytest.raises(DatasetError, match="missing Real-IAD image"):
         RealIADDataset(path, "train", resolution=256, categories=["audiojack"])
+
+
+@pytest.mark.slow
+def test_ablation_smoke_sweep_runs_on_realiad_with_sample_metrics_and_renders(root, tmp_path):
+    from tests.benchmark_fixtures import ablation_smoke_sweep
+
+    records, tables = ablation_smoke_sweep(tmp_path, ["data=realiad", f"data.root={root[0]}", "data.resolution=256"])
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
+    for record in records:
+        per_class = record["metrics"]["per_class"]
+        assert sorted(per_class) == ["audiojack", "mint"]
+        assert all({"image_auroc", "pixel_auroc", "sample_image_auroc"} <= set(m) for m in per_class.values())
+    assert "Table S2" in tables and "Dataset: realiad" in tables and tables.count("(n=1)") >= 4

@@ -97,3 +97,13 @@ def test_bad_layouts_are_one_line_errors(root, official, tmp_path):
         csv.writer(handle).writerow(["object", "split", "label", "image"])
     with pytest.raises(DatasetError, match="columns .* expected object,split,label,image,mask"):
         VisADataset(path, "train")
+
+
+@pytest.mark.slow
+def test_ablation_smoke_sweep_runs_on_visa_and_renders(root, tmp_path):
+    from tests.benchmark_fixtures import ablation_smoke_sweep
+
+    records, tables = ablation_smoke_sweep(tmp_path, ["data=visa", f"data.root={root[0]}"])
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records)
+    assert all(sorted(r["metrics"]["per_class"]) == ["candle", "pcb1"] for r in records)
+    assert "Table S2" in tables and "Dataset: visa" in tables and tables.count("(n=1)") >= 4
