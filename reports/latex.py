@@ -1,7 +1,8 @@
 """LaTeX through pandas' Styler: booktabs rules, the best value per column in bold, a caption.
 
-The output is plain ASCII (Unicode signs become LaTeX commands), so it compiles with pdflatex in a
-minimal ``article`` with ``booktabs`` and nothing else (:func:`latex_document`).
+The output is plain ASCII (Unicode signs become LaTeX commands), so it compiles with pdflatex in an
+``article`` with ``booktabs``, ``graphicx``, ``rotating`` and ``geometry`` (TeX Live's latex-base and
+latex-recommended), and every table fits the page (:func:`latex_document`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,33 @@ _UNICODE = {
     "‡": r"$^\ddagger$",
 }
 BOLD = "textbf:--rwrap;"
-PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs}\n"
+# The page: 2 cm margins (geometry); a table wider than the text goes on a page of its own, turned to
+# landscape (rotating's sideways), and any tabular still wider than its line is scaled down to it
+# (graphicx), so no column falls off the page. The fitwidth environment logs each tabular's natural width
+# ("fitwidth: <label> natural <w> line <l>") for checking the fit.
+PREAMBLE = r"""\documentclass{article}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\usepackage{rotating}
+\usepackage[margin=2cm]{geometry}
+\newsavebox{\fitbox}
+\newenvironment{fitwidth}[1]{\def\fitlabel{#1}\begin{lrbox}{\fitbox}}{\end{lrbox}%
+\typeout{fitwidth: \fitlabel\space natural \the\wd\fitbox\space line \the\linewidth}%
+\ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}\else\usebox{\fitbox}\fi}
+"""
+TEXT_WIDTH_PT = 498.0  # \textwidth of that page (US letter, 2 cm margins); its \textheight is 678 pt
+SIDEWAYS_AT = 1.15  # a table estimated wider than this many text widths goes on a landscape page
+# A landscape table: the float's content turned 90 degrees (rotating's sideways), its line \textheight long
+LANDSCAPE = ("\\begin{sideways}\\begin{minipage}{\\textheight}\n", "\\end{minipage}\\end{sideways}\n")
+
+
+def estimated_width(grid: Grid) -> float:
+    """The tabular's natural width in pt, estimated from its widest cell per column: 4.2 pt a character at
+    \\footnotesize plus 12 pt of column padding (within about 10% of pdflatex's widths on the paper's
+    tables). Only chooses portrait or landscape; the fitwidth environment measures exactly."""
+    columns = [[column, *(row[j] for row in grid.rows)] for j, column in enumerate(grid.columns)]
+    widths = [max(len(str(c)) for c in cells) for cells in columns]
+    return 12.0 * len(widths) + 4.2 * sum(widths)
 
 
 def tex_escape(text) -> str:
@@ -102,6 +129,8 @@ def grid_latex(grid: Grid) -> str:
     )
     size = "\\footnotesize" if len(columns) > 7 else "\\small"
     latex = latex.replace("\\centering\n", f"\\centering\n{size}\n", 1)
+    latex = latex.replace("\\begin{tabular}", f"\\begin{{fitwidth}}{{{label_of(grid.key)}}}\n\\begin{{tabular}}", 1)
+    latex = latex.replace("\\end{tabular}\n", "\\end{tabular}\n\\end{fitwidth}\n", 1)
     if grid.notes:
         lines = []
         for note in grid.notes:
@@ -113,11 +142,14 @@ def grid_latex(grid: Grid) -> str:
             "\\par\\smallskip\n{\\scriptsize\\raggedright\n" + notes + "\\par}\n\\end{table}",
             1,
         )
+    if estimated_width(grid) > SIDEWAYS_AT * TEXT_WIDTH_PT:
+        latex = latex.replace("\\begin{table}[htbp]\n", "\\begin{table}[p]\n" + LANDSCAPE[0], 1)
+        latex = latex.replace("\\end{table}", LANDSCAPE[1] + "\\end{table}", 1)
     return latex
 
 
 def latex_document(grids: list[Grid], title: str = "UniAD Bench results", per_page: int = 4) -> str:
-    """A complete document: ``article`` + ``booktabs`` only; a ``\\clearpage`` every few floats."""
+    """A complete document (``article``, :data:`PREAMBLE`); a ``\\clearpage`` every few floats."""
     parts = [PREAMBLE, "\\begin{document}\n", f"\\section*{{{tex_escape(title)}}}\n"]
     for index, grid in enumerate(grids):
         parts.append(grid_latex(grid))
