@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint perf gpu-check eval-memory test-slurm clean
+.PHONY: install demo test test-fast lint perf gpu-check eval-memory eval-scale test-slurm clean
 
 install: $(STAMP)
 
@@ -46,6 +46,12 @@ gpu-check: install
 EVAL_MEMORY_ARGS ?=
 eval-memory: install
 	$(PY) -m bench.tools.eval_memory $(EVAL_MEMORY_ARGS)
+
+# Time and peak memory of the exact evaluation of one Real-IAD-sized class (7,600 images at 224 px, all seven
+# metrics): make eval-scale [EVAL_SCALE_ARGS="--images 760 --device cuda"]
+EVAL_SCALE_ARGS ?=
+eval-scale: install
+	$(PY) -m bench.tools.eval_scale $(EVAL_SCALE_ARGS)
 
 # Real-SLURM tests (root; ~5 min): a throwaway one-node cluster with accounting on loopback
 # (tests/slurm/cluster.py installs Debian's slurm/munge/mariadb packages when absent), then the
