@@ -149,3 +149,15 @@ def test_inputs_checked():
     with pytest.raises(RuntimeError, match="once"):
         buffer.pixel_metrics(PIXEL)
     assert ClassMaps.from_arrays(masks, maps).pixel_metrics(["image_auroc"]) == {}
+
+
+def test_scale_benchmark_runs_small(capsys):
+    """``bench.tools.eval_scale`` at a tiny size: the seven metrics defined, the figures printed."""
+    from bench.tools.eval_scale import DefectDataset, main
+
+    out = main(["--images", "30", "--size", "32", "--device", "cpu"])
+    assert out["pixels"] == 30 * 32 * 32 and out["extra_mb"] >= 0 and out["metrics_s"] is not None
+    assert len(out["metrics"]) == 7 and all(0.0 <= v <= 1.0 for v in out["metrics"].values())
+    assert "1 class x 30 images at 32 px" in capsys.readouterr().out
+    labels = [DefectDataset(30, 32, 1 / 3)[i]["label"] for i in range(30)]
+    assert 0 < sum(labels) < 30

@@ -96,7 +96,7 @@ class DefectDataset(torch.utils.data.Dataset):
                 "label": label, "category": "scale"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=7600)
     parser.add_argument("--size", type=int, default=224)
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     cfg = OmegaConf.create({"metrics": "all", "pool_size": 16, "score": "max", "save_maps": 0,
                             "batch_size": args.batch_size, "normal_pixel_budget": None})
@@ -130,6 +130,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    return out
 
 
 if __name__ == "__main__":
