@@ -1,4 +1,6 @@
-"""Hydra callback: at the end of a sweep, list failed or missing cells and exit non-zero."""
+"""Hydra callback: at the end of a sweep, count the completed cells, list failed or missing ones and exit
+non-zero when there are any. Only a completed record counts as completed: a cell skipped because another
+live job holds its lock is listed as running there, not counted."""
 
 from __future__ import annotations
 
@@ -41,12 +43,23 @@ def sweep_failures(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float =
     return lines
 
 
+def sweep_summary(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float = 48 * 3600) -> tuple[str, list[str]]:
+    """(``sweep DIR: k/n cells completed[, m still running in another job]``, the failed cells' lines)."""
+    failed = sweep_failures(sweep_dir, job_dirs, stale_after_s)
+    done = sum(1 for d in job_dirs if (read_record(d) or {}).get("status") == "completed")
+    line = f"sweep {sweep_dir}: {done}/{len(job_dirs)} cells completed"
+    running = max(0, len(job_dirs) - done - len(failed))
+    if running:
+        line += f", {running} still running in another job (its sweep reports them)"
+    return line, failed
+
+
 class SweepFailures(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         job_dirs = sorted({p.parent for p in sweep_dir.rglob(".hydra")})
-        failed = sweep_failures(sweep_dir, job_dirs, float(config.lock_stale_h) * 3600)
-        print(f"sweep {sweep_dir}: {len(job_dirs) - len(failed)}/{len(job_dirs)} cells completed")
+        line, failed = sweep_summary(sweep_dir, job_dirs, float(config.lock_stale_h) * 3600)
+        print(line)
         if failed:
             print("failed cells:\n  " + "\n  ".join(failed), file=sys.stderr)
             sys.exit(1)

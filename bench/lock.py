@@ -1,12 +1,16 @@
-"""One job per run dir at a time: ``<run dir>/.lock`` names its owner (host, pid, SLURM job, start time).
+"""One job per run dir at a time: ``<run dir>/.lock`` names its owner (host, pid, the process's start
+and command line, SLURM job, start time).
 
 Two identical sweeps submitted into one sweep dir would otherwise both train every cell. A job that
 finds the lock of a live owner skips the cell (``bench.job.run``); the owner writes the record. A lock
 is stale, and taken over, when its owner is this host's process that no longer exists, when it is
 this very SLURM job (requeued after preemption, on any host), or when another host's lock is older
-than ``lock_stale_h`` hours (we cannot see that host's processes). The lock is created with
-``O_EXCL``, and a stale one is renamed away before it is replaced, so of two jobs that race for a cell
-exactly one wins.
+than ``lock_stale_h`` hours (we cannot see that host's processes). A pid is reused after its process
+dies (kill -9, an OOM kill, a container restarted with pids from 1), so on this host the live process
+must also be the owner: the same start time (``/proc/<pid>/stat``, in clock ticks since boot, and the
+same boot) and command line as the lock records; for a lock that records neither, a process started
+after the lock was written is not its owner. The lock is created with ``O_EXCL``, and a stale one is
+renamed away before it is replaced, so of two jobs that race for a cell exactly one wins.
 """
 
 from __future__ import annotations
@@ -23,10 +27,54 @@ LOCK = ".lock"
 def _me() -> dict:
     me = {"host": platform.node(), "pid": os.getpid(), "started": time.time(),
           "started_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    me.update(process_identity(os.getpid()) or {})
     job = os.environ.get("SLURM_JOB_ID")
     if job:
         me["slurm_job"] = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return me
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def process_identity(pid: int) -> dict | None:
+    """``{"pid_start", "boot_id", "cmdline"}`` of a live process of this host from ``/proc``; None where
+    there is no ``/proc`` (then only the pid is known) or the process is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None or ")" not in stat:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name in parentheses may hold spaces
+    try:
+        start = int(fields[19])  # field 22: start time in clock ticks after boot
+    except (IndexError, ValueError):
+        return None
+    cmdline = (_read(f"/proc/{pid}/cmdline") or "").rstrip("\0").split("\0")
+    return {"pid_start": start, "boot_id": (_read("/proc/sys/kernel/random/boot_id") or "").strip(),
+            "cmdline": cmdline}
+
+
+def _start_epoch(pid_start: int) -> float | None:
+    """A process's start as seconds since the epoch (to about a second), from its start in ticks."""
+    stat = _read("/proc/stat") or ""
+    boot = next((line.split()[1] for line in stat.splitlines() if line.startswith("btime ")), None)
+    return None if boot is None else int(boot) + pid_start / os.sysconf("SC_CLK_TCK")
+
+
+def is_owner(owner: dict, lock_written: float) -> bool:
+    """Whether the live process with the pid of ``owner`` (a lock of this host) is the one that wrote it."""
+    now = process_identity(owner["pid"])
+    if now is None:  # no /proc: the pid is all we know
+        return _alive(owner["pid"])
+    if "pid_start" in owner:
+        return (owner.get("pid_start") == now["pid_start"] and owner.get("boot_id", now["boot_id"]) == now["boot_id"]
+                and owner.get("cmdline", now["cmdline"]) == now["cmdline"])
+    started = _start_epoch(now["pid_start"])  # a lock from before identities were recorded
+    return started is None or started <= lock_written + 2.0  # started after the lock: a reused pid
 
 
 def _alive(pid: int) -> bool:
@@ -66,7 +114,9 @@ def is_stale(owner: dict, lock_path: Path, stale_after_s: float) -> bool:
         return True  # this SLURM job, requeued: its earlier incarnation is gone
     if owner.get("host") == me["host"]:
         pid = owner.get("pid")
-        return not isinstance(pid, int) or pid == me["pid"] or not _alive(pid)
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid == me["pid"] or not _alive(pid):
+            return True
+        return not is_owner(owner, lock_written=time.time() - age)
     return age > stale_after_s
 
 

@@ -78,3 +78,66 @@ def test_of_jobs_started_together_exactly_one_owns_the_cell(tmp_path):
     wins = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
     assert sum(wins) == 1
     assert not (tmp_path / LOCK).exists()  # released by the owner
+
+
+def _identity(pid):
+    from bench.lock import process_identity
+
+    identity = process_identity(pid)
+    if identity is None:
+        pytest.skip("no /proc on this system: only the pid of a lock's owner can be checked")
+    return identity
+
+
+def test_a_lock_records_its_process_identity(tmp_path):
+    lock = RunLock(tmp_path, stale_after_s=3600)
+    assert lock.acquire()
+    owner = json.loads((tmp_path / LOCK).read_text())
+    me = _identity(os.getpid())
+    assert owner["pid_start"] == me["pid_start"] and owner["cmdline"] == me["cmdline"]
+    lock.release()
+
+
+def test_a_reused_pid_does_not_block_the_cell(tmp_paths, live_pid, monkeypatch):
+    """The lock's pid now belongs to another live process (kill -9, OOM kill, container restart)."""
+    identity = _identity(live_pid)
+    reused = {
+        "other start": {"pid": live_pid, "pid_start": identity["pid_start"] + 1, "cmdline": identity["cmdline"]},
+        "other command": {"pid": live_pid, "pid_start": identity["pid_start"], "cmdline": ["python", "-m", "bench"]},
+        "other boot": {**identity, "pid": live_pid, "boot_id": "another-boot"},
+    }
+    for name, owner in reused.items():
+        write_lock(tmp_paths / name, **owner)
+        assert RunLock(tmp_paths / name, stale_after_s=3600).acquire(), name
+    write_lock(tmp_paths / "real owner", pid=live_pid, **identity)
+    assert not RunLock(tmp_paths / "real owner", stale_after_s=3600).acquire()
+    # a lock written before identities were recorded: its owner cannot have started after it
+    write_lock(tmp_paths / "old lock", pid=live_pid)
+    hour_ago = time.time() - 3600
+    os.utime(tmp_paths / "old lock" / LOCK, (hour_ago, hour_ago))
+    assert RunLock(tmp_paths / "old lock", stale_after_s=48 * 3600).acquire()
+    write_lock(tmp_paths / "old lock, live owner", pid=live_pid)  # the owner started before it: kept
+    assert not RunLock(tmp_paths / "old lock, live owner", stale_after_s=48 * 3600).acquire()
+
+
+def test_a_rerun_trains_a_cell_whose_lock_pid_was_reused(tmp_paths, live_pid, monkeypatch):
+    trained = []
+    monkeypatch.setattr(bench.job, "_run", lambda cfg, run_dir, overrides: trained.append(run_dir) or {})
+    write_lock(tmp_paths / "cell", pid=live_pid, pid_start=_identity(live_pid)["pid_start"] - 5)
+    run(compose_cfg(["profile=smoke", "rerun=true"]), tmp_paths / "cell")
+    assert trained == [tmp_paths / "cell"]
+
+
+def test_a_skipped_unrecorded_cell_is_not_counted_completed(tmp_path, live_pid, capsys):
+    from omegaconf import OmegaConf
+
+    from bench.callbacks import SweepFailures
+
+    sweep = tmp_path / "sweep"
+    for name in ("a", "b"):
+        (sweep / name / ".hydra").mkdir(parents=True)
+    (sweep / "a" / "metrics.json").write_text(json.dumps({"status": "completed"}))
+    write_lock(sweep / "b", pid=live_pid, **_identity(live_pid))  # a live job runs b; no record yet
+    SweepFailures().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "lock_stale_h": 48}))
+    out = capsys.readouterr().out
+    assert "1/2 cells completed" in out and "1 still running in another job" in out
