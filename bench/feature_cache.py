@@ -14,6 +14,7 @@ file, remembered under its stat signature, so an unchanged file costs a ``stat``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -118,11 +119,32 @@ def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_roo
                 return feats, True
     feats = compute_features(detector, dataset, batch_size, device, f"features {split}", num_workers).to(store)
     if path is not None:
-        _save_atomic(feats, path)
-        _write_text_atomic(_sidecar(path), sha256_file(path) + "\n")
-        key_json = {**key_parts, "split": split, "precision": FEATURE_PRECISION}
-        _write_text_atomic(path.parent / "key.json", json.dumps(key_json, indent=1, default=str))
+        try:
+            _save_atomic(feats, path)
+            _write_text_atomic(_sidecar(path), sha256_file(path) + "\n")
+            key_json = {**key_parts, "split": split, "precision": FEATURE_PRECISION}
+            _write_text_atomic(path.parent / "key.json", json.dumps(key_json, indent=1, default=str))
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            _unwritable(Path(cache_root), path, exc)
     return feats, False
+
+
+_WARNED: set[str] = set()  # cache folders already warned about in this process
+
+
+def _unwritable(cache_root: Path, path: Path, exc: BaseException) -> None:
+    """The cache is a speed-up: a cache that cannot be written (full disk, read-only) warns once per
+    folder and the job goes on with the features in memory. A file left half-written is removed."""
+    if path.is_file() and not _sidecar(path).is_file():
+        with contextlib.suppress(OSError):
+            path.unlink()  # stored without its checksum: every later load would recompute it anyway
+    if str(cache_root) in _WARNED:
+        return
+    _WARNED.add(str(cache_root))
+    text = str(exc).strip().splitlines()
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (text[0] if text else type(exc).__name__)
+    log.warning(f"feature cache {cache_root} cannot be written ({reason}): the features stay in memory for this "
+                "job; free space there, or set paths.cache_root to a writable folder (cache.disk=false: no disk)")
 
 
 def _sidecar(path: Path) -> Path:

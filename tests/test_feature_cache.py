@@ -371,3 +371,38 @@ def test_unchanged_images_are_not_read_again(tmp_path, monkeypatch):
     files[4].write_bytes(b"Y" * 100)
     cached(tmp_path / "cache", data)
     assert len(hashed) == 7  # only the changed file is read again
+
+
+def test_a_full_cache_disk_warns_once_and_the_job_completes(paths, monkeypatch, caplog):
+    import logging
+
+    real_save = torch.save
+
+    def full(obj, f, *args, **kwargs):  # the cache's disk is full, the run dir's is not
+        if str(f).startswith(str(paths / "cache")):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(fc, "_WARNED", set())
+    monkeypatch.setattr(torch, "save", full)
+    with caplog.at_level(logging.WARNING):
+        record = run(compose_cfg(SMOKE), paths / "run")
+    assert record["status"] == "completed"
+    warnings = [r.getMessage() for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert len(warnings) == 1 and str(paths / "cache") in warnings[0]  # train and test: one warning
+    assert cache_files(paths / "cache") == []
+
+
+def test_a_read_only_cache_keeps_the_features_in_memory(paths, computed, monkeypatch, caplog):
+    import errno
+    import logging
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fc, "_WARNED", set())
+    monkeypatch.setattr(fc.tempfile, "mkstemp", read_only)
+    with caplog.at_level(logging.WARNING):
+        feats, hit = job_features([])
+    assert isinstance(feats, torch.Tensor) and feats.shape[0] > 0 and hit is False
+    assert "Read-only file system" in caplog.text and str(paths / "cache") in caplog.text
