@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from reports.collect import comparable_columns, is_missing, metric_names
+from reports.collect import comparable_columns, is_missing, metric_names, undefined_of
 from reports.declaration import (
     GFLOPS,
     LEARNABLE,
@@ -43,6 +43,7 @@ class Cell:
     paper_text: str | None = None
     ci: tuple[float, float] | None = None  # 95% t-interval of the mean over seeds (n >= 2)
     test: PairedTest | None = None  # this row vs the table's default row, over their shared seeds
+    undefined: dict[str, str] = field(default_factory=dict)  # category -> why the metric is not defined there
 
 
 def aggregate(values, scale: float = 1.0) -> Cell:
@@ -110,9 +111,11 @@ def _row(spec: TableSpec, row_spec: RowSpec, runs: pd.DataFrame, paper: dict, va
         (None if is_missing(r["seed"]) else int(r["seed"]), r["error"] or "", r["run_dir"])
         for _, r in bad.iterrows()
     ]
+    undefined = undefined_of(done)
     for metric in spec.metrics:
         values = done[metric.column] if (not done.empty and metric.column in done.columns) else []
         cell = aggregate(values, metric.scale)
+        cell.undefined = {c: m[metric.key] for c, m in undefined.items() if metric.key in m}
         row.per_seed[metric.key] = _per_seed(done, metric)
         if spec.has_paper:  # every variant of a row is compared with the paper's number for that row
             cell.paper, _ = paper_value(paper, spec.key, row_spec.id, metric.key)
@@ -188,7 +191,11 @@ def _context(runs: pd.DataFrame) -> dict:
 
     asked = [int(v) for v in runs.get("n_seeds", pd.Series(dtype=object)) if not is_missing(v)]
     seeds = sorted({int(s) for s in done["seed"] if not is_missing(s)}) if not done.empty else []
+    shas = sorted({str(v)[:10] for v in done.get("git_sha", []) if not is_missing(v)})
+    dirty = sum(1 for v in done.get("git_dirty", []) if not is_missing(v) and bool(v))
     return {
+        "git": shas,
+        "git_dirty": dirty,  # completed runs from a working tree with uncommitted changes (env.git_dirty)
         "datasets": values("config.data.name"),
         "profiles": values("config.profile_name"),
         "backbones": values("config.backbone.name"),

@@ -10,7 +10,9 @@ One row per record. Columns:
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
 - ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]);
 - ``complexity.<name>``: ``learnable_params``, ``gflops``, ``backbone_params`` …;
-- ``per_class.<category>.<metric>``: ``metrics.per_class``.
+- ``per_class.<category>.<metric>``: ``metrics.per_class`` (NaN where the record holds null);
+- ``undefined.<category>.<metric>``: why ``metrics.undefined`` says that metric is not defined for that
+  category (e.g. no anomalous pixel among its test images); the record's mean is over the other categories.
 """
 
 from __future__ import annotations
@@ -191,6 +193,9 @@ def record_row(record: dict, run_dir: str | Path) -> dict:
     for category, values in (metrics.get("per_class") or {}).items():
         for name, value in (values or {}).items():
             row[f"per_class.{category}.{name}"] = _number(value)
+    for category, values in (metrics.get("undefined") or {}).items():
+        for name, why in (values or {}).items():
+            row[f"undefined.{category}.{name}"] = " ".join(str(why).split())
     for name, value in complexity.items():
         row[f"complexity.{name}"] = _number(value) if not isinstance(value, str) else value
     return row
@@ -271,6 +276,17 @@ def comparable_columns(frame: pd.DataFrame) -> list[str]:
 def metric_names(frame: pd.DataFrame, prefix: str = "metric.") -> list[str]:
     names = [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
     return sorted(names, key=metric_sort_key)
+
+
+def undefined_of(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """``{category: {metric: reason}}`` of the metrics some run of ``frame`` records as undefined."""
+    out: dict[str, dict[str, str]] = {}
+    for column in sorted(c for c in frame.columns if c.startswith("undefined.")):
+        reasons = sorted({str(v) for v in frame[column] if not is_missing(v)})
+        if reasons:
+            category, name = column[len("undefined.") :].rsplit(".", 1)
+            out.setdefault(category, {})[name] = "; ".join(reasons)
+    return out
 
 
 def per_class_columns(frame: pd.DataFrame) -> dict[str, list[tuple[str, str]]]:

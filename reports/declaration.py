@@ -299,6 +299,8 @@ def parse_table(experiment_file: Path) -> TableSpec | None:
             _fail(path, f"row id {raw['id']} appears twice")
         seen.add(str(raw["id"]))
         rows.append(_parse_row(path, raw, columns, set(metrics)))
+    if table.get("mean_row") and "mean" in seen:
+        _fail(path, "row id mean is taken by the mean row (mean_row: true): rename the row")
     run_rows = [r for r in rows if not r.paper_only]
     key_sets = [{_match(o)[0] for o in r.overrides} for r in run_rows]
     shared = set.intersection(*key_sets) if key_sets else set()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -126,25 +128,40 @@ def pick_maps(run_dir: str | Path, max_images: int = 8) -> list[tuple[str, Path]
     return picked
 
 
+class MapError(ValueError):
+    """A saved anomaly map that cannot be shown (unreadable, pickled objects, missing or odd arrays)."""
+
+
+def read_map(file: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image, mask, map)`` of one ``maps/<category>/<n>.npz`` as floats; MapError with the reason when the
+    file is unreadable, holds objects (never unpickled) or lacks a numeric array of the right rank."""
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in ("image", "mask", "map")}
+    except KeyError as exc:
+        raise MapError(f"no array {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # allow_pickle=False: objects raise
+        raise MapError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    for key, rank in (("image", 3), ("mask", 2), ("map", 2)):
+        if arrays[key].dtype.kind not in "biuf" or arrays[key].ndim != rank:
+            raise MapError(f"{key} is a {arrays[key].ndim}-d {arrays[key].dtype} array, not a {rank}-d number array")
+    return tuple(np.asarray(arrays[k], dtype=float) for k in ("image", "mask", "map"))
+
+
 def anomaly_map_figure(
     run_dir: str | Path, path: str | Path, max_images: int = 8, title: str | None = None
 ) -> Path | None:
     """Figure S3-like rows: image, ground truth, anomaly map (one colour scale for the whole figure)."""
-    picked = pick_maps(run_dir, max_images)
-    if not picked:
-        return None
     items = []
-    for category, file in picked:
-        with np.load(file) as data:
-            items.append(
-                (
-                    category,
-                    file.stem,
-                    np.asarray(data["image"], dtype=float),
-                    np.asarray(data["mask"], dtype=float),
-                    np.asarray(data["map"], dtype=float),
-                )
-            )
+    for category, file in pick_maps(run_dir, max_images):
+        try:
+            image, mask, amap = read_map(file)
+        except MapError as exc:
+            warnings.warn(f"reports: anomaly map {file} skipped: {exc}", stacklevel=2)
+            continue
+        items.append((category, file.stem, image, mask, amap))
+    if not items:
+        return None
     vmin = min(float(np.nanmin(m)) for *_, m in items)
     vmax = max(float(np.nanmax(m)) for *_, m in items)
     fig = Figure(figsize=(6.4, 2.0 * len(items) + 0.6))

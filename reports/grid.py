@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from reports.aggregate import Cell, Row, Table, aggregate, delta
-from reports.collect import is_missing, metric_sort_key, per_class_columns
+from reports.collect import is_missing, metric_sort_key, per_class_columns, undefined_of
 from reports.declaration import METRIC_LABELS, MetricSpec, metric_spec
 from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE
 from reports.variants import value_text
@@ -18,6 +18,9 @@ from reports.variants import value_text
 MISSING = "—"
 # Marks after a cell compared with its table's default row; the legend says what they mean.
 NOT_SIGNIFICANT_MARK, NOT_TESTABLE_MARK = "†", "‡"
+# After a mean that leaves out categories where the metric is not defined (e.g. pixel AUROC of a class whose
+# test masks are all empty); the notes under the table name them and why.
+UNDEFINED_MARK = "§"
 
 
 @dataclass
@@ -39,10 +42,11 @@ def fmt_number(value: float | None, decimals: int) -> str:
 
 
 def fmt_ours(cell: Cell, metric: MetricSpec) -> str:
-    """``mean ± std [95% interval] (n=k)`` and the mark of the comparison with the default row;
-    one seed: ``mean (n=1)`` (no spread to show)."""
+    """``mean ± std [95% interval] (n=k)``, § when categories where the metric is undefined are left out,
+    and the mark of the comparison with the default row; one seed: ``mean (n=1)`` (no spread to show)."""
+    undefined = UNDEFINED_MARK if cell.undefined else ""
     if cell.mean is None:
-        return MISSING
+        return MISSING + undefined
     d = metric.decimals
     if metric.with_std:
         text = f"{cell.mean:.{d}f}"
@@ -50,7 +54,7 @@ def fmt_ours(cell: Cell, metric: MetricSpec) -> str:
             text += f" ± {cell.std:.{d}f}"
         if cell.ci is not None:
             text += f" [{cell.ci[0]:.{d}f}, {cell.ci[1]:.{d}f}]"
-        return text + f" (n={cell.n})" + mark(cell)
+        return text + f" (n={cell.n})" + undefined + mark(cell)
     if cell.std:
         return f"{cell.mean:.{d}f} ± {cell.std:.{d}f}"
     return f"{cell.mean:.{d}f}"
@@ -118,6 +122,7 @@ def _caption(table: Table) -> str:
         head,
         f"Dataset: {', '.join(ctx['datasets']) or '—'}; profile: {', '.join(ctx['profiles']) or '—'};",
         f"precision: {precision};",
+        *([_code(ctx)] if ctx.get("git") or ctx.get("git_dirty") else []),
         f"seeds: {seeds}{asked}.",
         spec.definitions,
     ]
@@ -127,6 +132,12 @@ def _caption(table: Table) -> str:
     if spec.has_paper:
         parts.append("Paper: " + ("; ".join(source_summary(table.sources)) or "no number in the paper") + ".")
     return " ".join(parts)
+
+
+def _code(ctx: dict) -> str:
+    """``code: git <sha>[, <sha>][ with uncommitted changes (k of n runs)];`` from the records' env."""
+    dirty = f" with uncommitted changes ({ctx['git_dirty']} of {ctx['n_done']} runs)" if ctx["git_dirty"] else ""
+    return f"code: git {', '.join(ctx['git']) or '(not recorded)'}{dirty};"
 
 
 def source_summary(sources: list[str]) -> list[str]:
@@ -235,7 +246,22 @@ def _notes(table: Table) -> list[str]:
         notes.append("Fewer seeds than the experiment asked for:")
         notes += [f"  - {p}" for p in table.partial]
     notes += table.notes
+    notes += _undefined_notes(table)
     return notes
+
+
+def _undefined_notes(table: Table) -> list[str]:
+    """The legend of § and, per row and metric, the categories its mean leaves out and why."""
+    lines = []
+    for row in table.rows:
+        for metric in table.spec.metrics:
+            undefined = row.cells[metric.key].undefined if metric.key in row.cells else {}
+            if undefined:
+                where = "; ".join(f"{category} ({why})" for category, why in sorted(undefined.items()))
+                lines.append(f"  - {row.name}, {metric.label}: {where}")
+    if not lines:
+        return []
+    return [f"{UNDEFINED_MARK} = the mean over the categories where the metric is defined; not defined for:", *lines]
 
 
 def per_class_grids(table: Table) -> list[Grid]:
@@ -246,9 +272,16 @@ def per_class_grids(table: Table) -> list[Grid]:
         if runs is None or runs.empty:
             continue
         classes = per_class_columns(runs)
+        undefined = undefined_of(runs)  # {category: {metric: why}}
         if not classes:
             continue
-        names = sorted({m for pairs in classes.values() for m, _ in pairs}, key=metric_sort_key)
+        for category in undefined.keys() - classes.keys():  # every metric of that class undefined
+            classes[category] = []
+        classes = dict(sorted(classes.items()))
+        names = sorted(
+            {m for pairs in classes.values() for m, _ in pairs} | {m for ms in undefined.values() for m in ms},
+            key=metric_sort_key,
+        )
         columns = ["category", *(METRIC_LABELS.get(m, m) for m in names)]
         lines, numbers = [], []
         for category, pairs in classes.items():
@@ -256,15 +289,22 @@ def per_class_grids(table: Table) -> list[Grid]:
             line, nums = [category], []
             for name in names:
                 cell = aggregate(runs[lookup[name]], 100.0) if name in lookup else Cell()
-                line.append(fmt_ours(cell, metric_spec(name)))
+                why = undefined.get(category, {}).get(name)
+                if why is not None and cell.mean is None:
+                    line.append(f"undefined{UNDEFINED_MARK}")
+                else:
+                    cell.undefined = {category: why} if why is not None else {}  # undefined in some runs
+                    line.append(fmt_ours(cell, metric_spec(name)))
                 nums.append(None if cell.mean is None else round(cell.mean, 1))
             lines.append(line)
             numbers.append(nums)
-        mean_line = ["mean"]
+        mean_line = [_mean_label(classes)]
         for name in names:
             cols = [dict(pairs)[name] for pairs in classes.values() if name in dict(pairs)]
             per_run = runs[cols].mean(axis=1, skipna=True)
-            mean_line.append(fmt_ours(aggregate(per_run, 100.0), metric_spec(name)))
+            cell = aggregate(per_run, 100.0)
+            cell.undefined = {c: ms[name] for c, ms in undefined.items() if name in ms}
+            mean_line.append(fmt_ours(cell, metric_spec(name)))
         lines.append(mean_line)
         bold = {(i, j + 1) for j in range(len(names)) for i in _best([n[j] for n in numbers], True)}
         ctx = {
@@ -277,8 +317,14 @@ def per_class_grids(table: Table) -> list[Grid]:
         caption = (
             f"Per-class results, {where}, {row.name}. Dataset: {ctx['data']}; profile: {ctx['profile']}; "
             f"seeds: {ctx['seeds']}. Values in %, mean ± sample std (ddof=1) over seeds (n); AUROC/AP/F1-max "
-            "per category; mean row: the mean over categories of each run, then over seeds."
+            f"per category; {mean_line[0]} row: the mean over categories of each run, then over seeds."
         )
+        notes = [
+            f"{UNDEFINED_MARK} {METRIC_LABELS.get(name, name)} is not defined for {category}: {why}; "
+            "means leave it out."
+            for category, metrics in sorted(undefined.items())
+            for name, why in sorted(metrics.items())
+        ]
         grids.append(
             Grid(
                 key=f"{table.key}-{row.spec.id}{'-' + row.variant if row.variant else ''}",
@@ -287,10 +333,19 @@ def per_class_grids(table: Table) -> list[Grid]:
                 rows=lines,
                 bold=bold,
                 caption=caption,
+                notes=notes,
                 n_label_columns=1,
             )
         )
     return grids
+
+
+def _mean_label(categories) -> str:
+    """The per-class mean row's label: "mean", unless a category has that name."""
+    label = "mean"
+    while label in categories:
+        label = f"({label} of the categories)" if label == "mean" else f"({label})"
+    return label
 
 
 def table_grids(table: Table) -> list[Grid]:

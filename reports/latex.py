@@ -49,6 +49,7 @@ _UNICODE = {
     "⚠": "(!)",
     "†": r"$^\dagger$",
     "‡": r"$^\ddagger$",
+    "§": r"\S{}",
 }
 BOLD = "textbf:--rwrap;"
 # The page: 2 cm margins (geometry); a table wider than the text goes on a page of its own, turned to

@@ -4,10 +4,18 @@ Every record is hand-made in tmp_path with :func:`tests.test_reports.write_run`.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pytest
+
 from reports.aggregate import build_tables
 from reports.collect import collect
-from reports.grid import main_grid
+from reports.declaration import parse_table
+from reports.grid import main_grid, per_class_grids
+from reports.latex import grid_latex
 from reports.paper import load_paper
+from reports.report import build_report, write_report
 from tests.test_reports import write_run
 
 GENERATOR = {"data__generator__seed": 0, "data__generator__n_train": 20}  # what old profiles wrote everywhere
@@ -41,3 +49,90 @@ def test_the_rows_and_caption_name_the_datasets_of_a_mixed_table(tmp_path):
     one = tmp_path / "one"
     _s4(one, "a", 1, 0.9, data__name="mvtec", data__root="/data/mvtec")
     assert "dataset" not in main_grid(_table(one)).columns  # one dataset: named in the caption only
+
+
+def _edit(run_dir, **fields):
+    path = run_dir / "metrics.json"
+    record = json.loads(path.read_text())
+    for dotted, value in fields.items():
+        node = record
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path.write_text(json.dumps(record))
+
+
+def test_a_metric_undefined_for_a_class_is_marked_not_dropped(tmp_path):
+    """All-zero masks: pixel AUROC of 'grid' is null with its reason; the mean is over 'bottle' alone."""
+    why = "no anomalous pixel among its test images"
+    for seed in (1, 2):
+        run = _s4(tmp_path, f"r{seed}", seed, 0.9, per_class={
+            "bottle": {"image_auroc": 0.9, "pixel_auroc": 0.95}, "grid": {"image_auroc": 0.9, "pixel_auroc": None}})
+        _edit(run, metrics__undefined={"grid": {"pixel_auroc": why}}, metrics__mean__pixel_auroc=0.95)
+    table = _table(tmp_path)
+    grid = main_grid(table)
+    mse = dict(zip(grid.columns, next(r for r in grid.rows if r[0] == "MSE"), strict=True))
+    assert mse["Loc. ours"].startswith("95.0 ± 0.0") and "(n=2)§" in mse["Loc. ours"]
+    assert "§" not in mse["Det. ours"]
+    notes = "\n".join(grid.notes)
+    assert "§ = the mean over the categories where the metric is defined" in notes
+    assert f"MSE, Loc.: grid ({why})" in notes
+    (per_class,) = per_class_grids(table)
+    rows = {r[0]: dict(zip(per_class.columns, r, strict=True)) for r in per_class.rows}
+    assert list(rows) == ["bottle", "grid", "mean"]
+    assert rows["grid"]["pixel AUROC"] == "undefined§" and rows["grid"]["image AUROC"].startswith("90.0")
+    assert rows["mean"]["pixel AUROC"].startswith("95.0") and rows["mean"]["pixel AUROC"].endswith("§")
+    assert any("pixel AUROC is not defined for grid" in n for n in per_class.notes)
+    assert "\\S{}" in grid_latex(per_class)
+
+
+def test_a_category_named_mean_does_not_collide_with_the_mean_row(tmp_path):
+    per_class = {"mean": {"image_auroc": 0.8}, "bottle": {"image_auroc": 0.9}}
+    _s4(tmp_path, "r1", 1, 0.85, per_class=per_class)
+    (grid,) = per_class_grids(_table(tmp_path))
+    labels = [r[0] for r in grid.rows]
+    assert labels == ["bottle", "mean", "(mean of the categories)"]
+    assert grid.rows[1][1].startswith("80.0") and grid.rows[2][1].startswith("85.0")
+    assert "(mean of the categories) row: the mean over categories" in grid.caption
+
+
+def test_the_code_version_and_a_dirty_tree_are_in_the_provenance(tmp_path):
+    for seed, dirty in ((1, False), (2, True)):
+        run = _s4(tmp_path, f"r{seed}", seed, 0.9)
+        _edit(run, env__git_sha="0123456789abcdef", env__git_dirty=dirty)
+    caption = main_grid(_table(tmp_path)).caption
+    assert "code: git 0123456789 with uncommitted changes (1 of 2 runs);" in caption
+    clean = tmp_path / "clean"
+    _edit(_s4(clean, "r1", 1, 0.9), env__git_sha="0123456789abcdef", env__git_dirty=False)
+    assert "code: git 0123456789;" in main_grid(_table(clean)).caption
+
+
+def test_an_unreadable_or_pickled_saved_map_skips_that_map_with_a_warning(tmp_path):
+    run = _s4(tmp_path / "runs", "r1", 1, 0.9)
+    maps = run / "maps" / "bottle"
+    maps.mkdir(parents=True)
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    np.savez(maps / "000.npz", image=np.zeros((8, 8, 3), np.float32), mask=mask, map=np.ones((8, 8), np.float32))
+    np.savez(maps / "001.npz", image=np.array([{"x": 1}], dtype=object), mask=mask, map=mask)  # objects
+    (maps / "002.npz").write_bytes(b"PK\x03\x04 not a zip")
+    only_bad = _s4(tmp_path / "runs", "r2", 2, 0.9)
+    (only_bad / "maps" / "grid").mkdir(parents=True)
+    (only_bad / "maps" / "grid" / "000.npz").write_bytes(b"")
+    report = build_report([tmp_path / "runs"])
+    with pytest.warns(UserWarning) as caught:
+        written = write_report(report, tmp_path / "out", ["png"])
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "001.npz skipped" in messages and "002.npz skipped" in messages and "grid/000.npz skipped" in messages
+    maps_figures = [p.name for p in written if p.name.startswith("maps_")]
+    assert maps_figures == ["maps_r1.png"]  # r2 had no readable map: no figure, and the report went on
+    assert (tmp_path / "out" / "figures" / "S4.png").is_file()
+
+
+def test_a_row_id_mean_beside_a_mean_row_is_refused(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("hydra:\n  sweeper:\n    table:\n      key: T\n      title: t\n      columns: [loss]\n"
+                    "      metrics: [image_auroc]\n      mean_row: true\n      rows:\n"
+                    "        - {id: mean, overrides: [loss=mse]}\n        - {id: b, overrides: [loss=cosine]}\n")
+    with pytest.raises(ValueError, match=r"t.yaml: row id mean is taken by the mean row"):
+        parse_table(path)
