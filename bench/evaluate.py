@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from bench import precision
 from bench.class_maps import ClassMaps
+from bench.conventions import conventions_from_config
 from bench.metrics import class_metrics, image_undefined_reason, mean_metrics, resolve_metrics, without_pixel_metrics
 from bench.subset_metrics import subset_metrics
 from models.losses import image_scores
@@ -101,6 +102,9 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
     t0 = time.perf_counter()
     metrics_s = 0.0  # of which reducing the gathered classes to their metrics
     k_maps = int(eval_cfg.get("save_maps") or 0)
+    # eval.conventions: the published conventions' metrics from the same maps (bench/conventions.py)
+    conventions = conventions_from_config(eval_cfg) if getattr(test_set, "has_masks", True) else None
+    conventions_s = 0.0
     bar = tqdm(total=len(test_set), desc="eval", dynamic_ncols=True)
     for category in sorted(set(categories)):
         idx = [i for i, c in enumerate(categories) if c == category]
@@ -124,7 +128,8 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
             mask = batch["mask"][:, 0] > 0.5
             label = np.asarray(batch["label"])
             labels.append(label)
-            if pixel_names:  # one class's maps, preallocated: float32 on the device, masks bit-packed
+            # one class's maps, preallocated: float32 on the device, masks bit-packed
+            if pixel_names or conventions is not None:
                 if buffer is None:
                     buffer = ClassMaps(len(idx), *amap.shape[-2:], device=amap.device)
                 buffer.add(amap[:, 0], mask)
@@ -138,6 +143,10 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
         # metrics over subsets of the images (MVTec LOCO's) need their maps: copied out before the
         # class's own pixel metrics reorder the buffer
         subset_maps = buffer.arrays() if buffer is not None and getattr(test_set, "subsets", None) is not None else None
+        if conventions is not None:
+            t_conv = time.perf_counter()
+            conventions.add(category, labels_np, scores_np, *(subset_maps or buffer.arrays()))
+            conventions_s += time.perf_counter() - t_conv
         extra = subset_metrics(test_set, idx, names, labels_np, scores_np, *(subset_maps or (None, None)),
                                normal_pixel_budget=eval_cfg.get("normal_pixel_budget"))
         del subset_maps
@@ -158,7 +167,12 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
     bar.close()
     elapsed = time.perf_counter() - t0
     result = record_values(per_class, reasons)
+    if conventions is not None:
+        result["conventions"] = conventions.result()
     if skipped:
         result["note"] = f"{', '.join(skipped)} skipped: the test set has no ground-truth masks"
-    return result, {"eval_s": round(elapsed, 3), "eval_metrics_s": round(metrics_s, 3),
-                    "infer_images_per_s": round(len(test_set) / elapsed, 2) if elapsed else None}
+    timing = {"eval_s": round(elapsed, 3), "eval_metrics_s": round(metrics_s, 3),
+              "infer_images_per_s": round(len(test_set) / elapsed, 2) if elapsed else None}
+    if conventions is not None:
+        timing["conventions_s"] = round(conventions_s, 3)  # part of eval_s and eval_metrics_s
+    return result, timing

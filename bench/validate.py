@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bench.conventions import conventions_from_config
 from bench.errors import BenchError
 from bench.file_index import FileIndex
 from bench.metrics import resolve_metrics
@@ -218,6 +219,10 @@ def validate_config(cfg: DictConfig) -> None:
             resolve_metrics(list(metrics) if isinstance(metrics, ListConfig) else metrics)
         except ValueError as exc:
             raise BenchError(f"eval.metrics: {exc}") from None
+        try:
+            conventions_from_config(cfg.eval)
+        except ValueError as exc:
+            raise BenchError(str(exc)) from None
     categories = cfg.data.get("categories")
     if categories is not None:
         if not isinstance(categories, ListConfig | list):
