@@ -3,7 +3,8 @@
 One script, at most 8 minutes on one H100, that writes ``reports/perf_gpu.md`` and ``reports/perf_gpu.json``:
 
 1. the ``gpu``-marked tests (tests/test_gpu.py: autocast in each precision, compile, the feature cache on the
-   device without a sync inside an epoch, peak memory of a paper-size step);
+   device without a sync inside an epoch, peak memory of a paper-size step; tests/test_class_maps_gpu.py: the
+   exact pixel metrics of a class held on the device equal the host's);
 2. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
    features, batch 64) in fp32, in bf16 and in bf16 with ``arch.fp32_scores=true`` (attention scores and
    token stream in fp32), the official UniAD timed side by side in the same process when ``--official``
@@ -58,7 +59,7 @@ FULL = {
 def run_tests(device: str, extra: list[str]) -> dict:
     env = {**os.environ, "UNIAD_BENCH_GPU_TEST_DEVICE": device}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-s",
-           "tests/test_gpu.py", *extra]
+           "tests/test_gpu.py", "tests/test_class_maps_gpu.py", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
