@@ -8,7 +8,7 @@ One row per record. Columns:
   :data:`IGNORED_KEYS`, sorted, comma-joined; ``""`` for the defaults), ``has_maps``, ``git_sha``,
   ``git_dirty`` (from ``env``);
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
-- ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]);
+- ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD) beside the seven;
 - ``complexity.<name>``: ``learnable_params``, ``gflops``, ``backbone_params`` …;
 - ``per_class.<category>.<metric>``: ``metrics.per_class`` (NaN where the record holds null);
 - ``undefined.<category>.<metric>``: why ``metrics.undefined`` says that metric is not defined for that
@@ -70,7 +70,10 @@ METRIC_ORDER = (
     "pixel_ap",
     "pixel_f1_max",
     "pixel_aupro",
+    "mad",
 )
+# ADer's mAD: the unweighted mean of these seven class-averaged metrics (a run has it when it has all seven)
+MAD_OF = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro")
 
 
 @dataclass
@@ -190,6 +193,9 @@ def record_row(record: dict, run_dir: str | Path) -> dict:
     row.update(flatten(config, "config."))
     for name, value in (metrics.get("mean") or {}).items():
         row[f"metric.{name}"] = _number(value)
+    seven = [row.get(f"metric.{name}") for name in MAD_OF]
+    if all(isinstance(v, float) and not math.isnan(v) for v in seven):
+        row["metric.mad"] = sum(seven) / len(seven)
     for category, values in (metrics.get("per_class") or {}).items():
         for name, value in (values or {}).items():
             row[f"per_class.{category}.{name}"] = _number(value)

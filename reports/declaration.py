@@ -91,6 +91,7 @@ METRIC_LABELS = {
     "pixel_ap": "pixel AP",
     "pixel_f1_max": "pixel F1-max",
     "pixel_aupro": "pixel AUPRO",
+    "mad": "mAD",
 }
 DEFINITIONS = (
     "Det. = image-level AUROC, Loc. = pixel-level AUROC, each the mean over categories, in %; "
