@@ -8,6 +8,7 @@ latex-recommended), and every table fits the page (:func:`latex_document`).
 from __future__ import annotations
 
 import re
+import textwrap
 import unicodedata
 
 import pandas as pd
@@ -65,6 +66,7 @@ PREAMBLE = r"""\documentclass{article}
 \newenvironment{fitwidth}[1]{\def\fitlabel{#1}\begin{lrbox}{\fitbox}}{\end{lrbox}%
 \typeout{fitwidth: \fitlabel\space natural \the\wd\fitbox\space line \the\linewidth}%
 \ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}\else\usebox{\fitbox}\fi}
+\newcommand{\stackhead}[1]{\begin{tabular}[b]{@{}r@{}}#1\end{tabular}}
 """
 TEXT_WIDTH_PT = 498.0  # \textwidth of that page (US letter, 2 cm margins); its \textheight is 678 pt
 SIDEWAYS_AT = 1.15  # a table estimated wider than this many text widths goes on a landscape page
@@ -72,12 +74,28 @@ SIDEWAYS_AT = 1.15  # a table estimated wider than this many text widths goes on
 LANDSCAPE = ("\\begin{sideways}\\begin{minipage}{\\textheight}\n", "\\end{minipage}\\end{sideways}\n")
 
 
+def header_lines(grid: Grid) -> list[list[str]]:
+    """Each column header as lines: a value column's header longer than its widest cell (and than 12
+    characters) is broken at spaces to that width (e.g. "Stored statistics (M numbers) paper" over 3 lines),
+    so headers do not set the width of a table; label columns keep theirs on one line."""
+    out = []
+    for j, column in enumerate(grid.columns):
+        body = max((len(str(row[j])) for row in grid.rows), default=0)
+        width = max(12, body)
+        if j < grid.n_label_columns or len(column) <= width:
+            out.append([column])
+        else:
+            out.append(textwrap.wrap(column, width, break_long_words=False, break_on_hyphens=False) or [column])
+    return out
+
+
 def estimated_width(grid: Grid) -> float:
     """The tabular's natural width in pt, estimated from its widest cell per column: 4.2 pt a character at
     \\footnotesize plus 12 pt of column padding (within about 10% of pdflatex's widths on the paper's
     tables). Only chooses portrait or landscape; the fitwidth environment measures exactly."""
-    columns = [[column, *(row[j] for row in grid.rows)] for j, column in enumerate(grid.columns)]
-    widths = [max(len(str(c)) for c in cells) for cells in columns]
+    heads = header_lines(grid)
+    widths = [max([*(len(line) for line in heads[j]), *(len(str(row[j])) for row in grid.rows)])
+              for j in range(len(grid.columns))]
     return 12.0 * len(widths) + 4.2 * sum(widths)
 
 
@@ -112,6 +130,10 @@ def grid_latex(grid: Grid) -> str:
     columns = [_minus(tex_escape(c)) for c in grid.columns]
     if len(set(columns)) != len(columns):
         raise ValueError(f"{grid.key}: duplicated column labels {columns}")
+    columns = [
+        "\\stackhead{" + "\\\\".join(_minus(tex_escape(line)) for line in lines) + "}" if len(lines) > 1 else column
+        for column, lines in zip(columns, header_lines(grid), strict=True)
+    ]
     body = pd.DataFrame(
         [[_minus(tex_escape(c)) for c in row] for row in grid.rows], columns=columns, dtype=object
     )

@@ -106,12 +106,13 @@ def _without_additions(text: str) -> str:
     """The rendering less what was added on purpose after the capture (issue 12 point 4, issue 14 point 5,
     the precision, the page fit): 95% intervals, the marks and legend of the comparison with the default
     row, the precision, "± 0.0" dropped for one seed, the LaTeX that fits tables to the page (preamble,
-    fitwidth, landscape); and column padding, which follows the cells' widths."""
+    fitwidth, landscape, headers over several lines); and column padding, which follows the cells' widths."""
     text = re.sub(r"\\usepackage\{graphicx\}\n.*?(?=\n\\begin\{document\})", "", text, flags=re.S)  # fit preamble
     text = re.sub(r"\\(begin|end)\{fitwidth\}(\{[^}]*\})?\n", "", text)
     landscape = "\\begin{table}[p]\n\\begin{sideways}\\begin{minipage}{\\textheight}\n"
     text = text.replace(landscape, "\\begin{table}[htbp]\n")
     text = text.replace("\\end{minipage}\\end{sideways}\n", "")
+    text = re.sub(r"\\stackhead\{(.*?)\}(?= &| \\\\)", lambda m: m.group(1).replace("\\\\", " "), text)  # headers
     text = re.sub(r" \[-?\d+\.\d+, -?\d+\.\d+\]", "", text)  # intervals
     text = re.sub(r"†|‡|\$\^\\(dagger|ddagger)\$", "", text)  # marks
     text = re.sub(r" \[a, b\] = 95\\?% t-interval of the mean over seeds\..*?(?= Paper:|\}?\n)", "", text)
