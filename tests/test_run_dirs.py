@@ -38,9 +38,10 @@ def test_a_cell_is_one_folder_inside_the_sweep_dir(tmp_path, overrides):
 
 
 def test_configs_that_differ_before_a_climbing_value_get_their_own_dirs(tmp_path):
-    # without escaping, 'a=..' and '..' cancel and both land in <sweep>/../x,...: one run dir for two configs
-    names = {_subdir([f"arch.hidden_dim={h}", "data.root=../../data/x"]) for h in (16, 32)}
-    assert len(names) == 2
+    # without escaping, 'arch.hidden_dim=16,data.root=..' and '..' cancel: both land in <sweep>/data/x/seed=N
+    sweep = tmp_path / "sweep"
+    cells = {os.path.normpath(sweep / _subdir([f"arch.hidden_dim={h}", "data.root=../../data/x"])) for h in (16, 32)}
+    assert len(cells) == 2
 
 
 def test_keys_that_change_numbers_name_the_cell():
@@ -65,7 +66,7 @@ def test_a_sweep_with_a_relative_root_keeps_its_records_inside(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "UNIAD_BENCH_DATA": str(tmp_path / "datasets"), "UNIAD_BENCH_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "bench", "-m", "task=complexity", "profile=smoke",
-                           "backbone.weights=none", "data.root=../../elsewhere/x", "model=mlp",
+                           "backbone.weights=none", "data.root=../../../elsewhere/x", "model=mlp",
                            f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
