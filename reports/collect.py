@@ -59,6 +59,8 @@ IGNORED_KEYS = (
     "trainer.compile",
     "eval.save_maps",
     "eval.batch_size",
+    "eval.every",  # a test curve beside the run, the headline unchanged (bench/curve.py)
+    "eval.conventions",  # other conventions' metrics beside ours (bench/conventions.py)
     "cache",
     "vis",
 )

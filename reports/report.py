@@ -16,6 +16,7 @@ from reports.grid import Grid, main_grid, per_class_grids
 from reports.latex import latex_document
 from reports.markdown import grid_section
 from reports.paper import load_paper
+from reports.protocol import protocol_grids
 
 FORMATS = ("md", "tex", "csv", "png")
 RESULT_CONFIG_COLUMNS = (
@@ -52,7 +53,8 @@ def build_report(paths: Iterable[str | Path], paper: pd.DataFrame | None = None)
     return Report(
         collection=collection,
         tables=tables,
-        main=[main_grid(t) for t in tables],
+        # + what other protocols would report from the same runs (test curves, conventions)
+        main=[main_grid(t) for t in tables] + [g for t in tables for g in protocol_grids(t)],
         per_class=[g for t in tables for g in per_class_grids(t)],
     )
 
