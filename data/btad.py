@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.reader import FolderBenchmark, find_mask
+from data.reader import FolderBenchmark, find_mask, release_counts
 
 CATEGORIES = ("01", "02", "03")
+# (train, test ok, test ko) per class, counted in the distributed archive (1,799 / 451 + 290)
+COUNTS = {
+    "01": (400, 21, 49),
+    "02": (399, 30, 200),
+    "03": (1000, 400, 41),
+}
 
 
 class BTADDataset(FolderBenchmark):
@@ -21,6 +27,7 @@ class BTADDataset(FolderBenchmark):
     TRAIN = "train/ok"
     NORMAL = "ok"
     RELEASE = "BTAD release"
+    OFFICIAL = release_counts(COUNTS)
 
     def mask_of(self, category_dir: Path, defect: str, image: Path) -> Path | None:
         return find_mask(category_dir / "ground_truth" / defect, image.stem, ("{stem}", "{stem}_mask"))

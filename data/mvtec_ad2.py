@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.reader import FolderBenchmark, find_mask
+from data.reader import FolderBenchmark, find_mask, release_counts
 
 CATEGORIES = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
+# (train, test_public good, test_public bad) per class, counted in the distributed archive (2,830 / 379 + 705)
+COUNTS = {
+    "can": (458, 72, 90),
+    "fabric": (430, 66, 90),
+    "fruit_jelly": (300, 20, 60),
+    "rice": (348, 42, 90),
+    "sheet_metal": (156, 24, 90),
+    "vial": (332, 35, 105),
+    "wallplugs": (326, 60, 90),
+    "walnuts": (480, 60, 90),
+}
 
 
 class MVTecAD2Dataset(FolderBenchmark):
@@ -21,6 +32,7 @@ class MVTecAD2Dataset(FolderBenchmark):
     TEST = "test_public"
     SKIP = ("ground_truth",)
     RELEASE = "MVTec AD 2 release"
+    OFFICIAL = release_counts(COUNTS)
 
     def mask_of(self, category_dir: Path, defect: str, image: Path) -> Path | None:
         return find_mask(category_dir / "test_public" / "ground_truth" / defect, image.stem, ("{stem}_mask",))

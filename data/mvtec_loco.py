@@ -15,17 +15,27 @@ from pathlib import Path
 
 from data.errors import DatasetError
 from data.mvtec import Sample
-from data.reader import FolderBenchmark, check_mask_size, images_in
+from data.reader import FolderBenchmark, check_mask_size, images_in, release_counts
 
 CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
 SUBSETS = {"good": ("logical", "structural"), "logical_anomalies": ("logical",),
            "structural_anomalies": ("structural",)}
+# (train, test good, test logical + structural) per class, counted in the distributed archive
+# (1,778 / 575 + 993)
+COUNTS = {
+    "breakfast_box": (351, 102, 173),
+    "juice_bottle": (335, 94, 236),
+    "pushpins": (372, 138, 172),
+    "screw_bag": (360, 122, 219),
+    "splicing_connectors": (360, 119, 193),
+}
 
 
 class MVTecLOCODataset(FolderBenchmark):
     NAME = "MVTec LOCO AD"
     LAYOUT = "<class>/{train/good,test/<defect>,ground_truth/<defect>/<stem>/000.png}"
     RELEASE = "MVTec LOCO AD release"
+    OFFICIAL = release_counts(COUNTS)
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, strict_counts: bool = False):

@@ -245,6 +245,11 @@ def list_classes(base: Path, marker: str) -> list[str]:
     return sorted(p.name for p in subfolders(base) if (p / marker).is_dir())
 
 
+def release_counts(table: Mapping[str, tuple[int, int, int]]) -> dict[str, dict[str, tuple[int, int]]]:
+    """``OFFICIAL`` from ``{category: (train, test normal, test anomalous)}``."""
+    return {"train": {c: (n[0], 0) for c, n in table.items()}, "test": {c: (n[1], n[2]) for c, n in table.items()}}
+
+
 class FolderBenchmark(ReaderDataset):
     """A benchmark laid out by folder per class (``scan_folders``); subclasses name the layout.
 

@@ -206,3 +206,28 @@ def ablation_smoke_sweep(tmp_path: Path, data: list[str]) -> tuple[list[dict], s
     assert rep.returncode == 0, rep.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(sweep.rglob("metrics.json"))]
     return records, (out / "tables.md").read_text()
+
+
+def check_release_counts(cls, root: Path, counts: dict, monkeypatch) -> None:
+    """A fixture's counts differ from the release's: a warning naming both, an error when strict;
+    with the release's counts set to the fixture's, no warning."""
+    import warnings
+
+    import pytest
+
+    from data.errors import DatasetError
+    from data.reader import CountMismatchWarning
+
+    category = sorted(counts)[0]
+    n, a = counts[category]["test"]
+    wn, wa = cls.OFFICIAL["test"][category]
+    with pytest.warns(CountMismatchWarning, match=rf"{category} test: found {n} normal \+ {a} anomalous images, "
+                                                  rf"the official .* has {wn} \+ {wa}"):
+        cls(root, "test", categories=[category])
+    with pytest.raises(DatasetError, match=rf"{category} test: found {n} normal"):
+        cls(root, "test", categories=[category], strict_counts=True)
+    monkeypatch.setattr(cls, "OFFICIAL", {s: {c: v[s] for c, v in counts.items()} for s in ("train", "test")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CountMismatchWarning)
+        cls(root, "train", strict_counts=True)
+        cls(root, "test", strict_counts=True)

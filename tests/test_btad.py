@@ -11,6 +11,9 @@ from data.errors import DatasetError
 from data.reader import found_counts
 from tests.benchmark_fixtures import make_btad
 
+# the fixtures are tiny: their counts differ from every release's (the count tests check the warning)
+pytestmark = pytest.mark.filterwarnings("ignore::data.reader.CountMismatchWarning")
+
 
 @pytest.fixture
 def root(tmp_path):
@@ -51,3 +54,9 @@ def test_bad_layouts_are_one_line_errors(root):
         f.unlink()
     with pytest.raises(DatasetError, match="no training images in .*01/train/ok"):
         BTADDataset(path, "train")
+
+
+def test_counts_other_than_the_release_warn_naming_both_or_fail_when_strict(root, monkeypatch):
+    from tests.benchmark_fixtures import check_release_counts
+
+    check_release_counts(BTADDataset, *root, monkeypatch)

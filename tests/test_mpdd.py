@@ -9,6 +9,9 @@ from data.mpdd import MPDDDataset
 from data.reader import found_counts
 from tests.benchmark_fixtures import image, make_mpdd
 
+# the fixtures are tiny: their counts differ from every release's (the count tests check the warning)
+pytestmark = pytest.mark.filterwarnings("ignore::data.reader.CountMismatchWarning")
+
 
 @pytest.fixture
 def root(tmp_path):
@@ -44,3 +47,9 @@ def test_bad_layouts_are_one_line_errors(root):
         MPDDDataset(path, "test")
     with pytest.raises(DatasetError, match="missing MPDD root"):
         MPDDDataset(path / "nowhere", "test")
+
+
+def test_counts_other_than_the_release_warn_naming_both_or_fail_when_strict(root, monkeypatch):
+    from tests.benchmark_fixtures import check_release_counts
+
+    check_release_counts(MPDDDataset, *root, monkeypatch)

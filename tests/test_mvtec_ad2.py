@@ -9,6 +9,9 @@ from data.mvtec_ad2 import MVTecAD2Dataset
 from data.reader import found_counts
 from tests.benchmark_fixtures import make_ad2
 
+# the fixtures are tiny: their counts differ from every release's (the count tests check the warning)
+pytestmark = pytest.mark.filterwarnings("ignore::data.reader.CountMismatchWarning")
+
 
 @pytest.fixture
 def root(tmp_path):
@@ -34,3 +37,9 @@ def test_bad_layouts_are_one_line_errors(root):
         MVTecAD2Dataset(path, "test")
     with pytest.raises(DatasetError, match="unknown MVTec AD 2 category 'can'"):
         MVTecAD2Dataset(path, "test", categories=["can"])
+
+
+def test_counts_other_than_the_release_warn_naming_both_or_fail_when_strict(root, monkeypatch):
+    from tests.benchmark_fixtures import check_release_counts
+
+    check_release_counts(MVTecAD2Dataset, *root, monkeypatch)
