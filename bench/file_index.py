@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+_UNSAVED: set[str] = set()  # index folders already warned about in this process (bench.feature_cache does the same)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -104,4 +105,6 @@ class FileIndex:
                 raise
             self.dirty = False
         except OSError as exc:  # only a speed-up: a read-only cache still gives correct digests
-            log.warning(f"could not save the file index {self.path}: {exc}")
+            if str(self.path.parent) not in _UNSAVED:  # once per folder: a job saves its index several times
+                _UNSAVED.add(str(self.path.parent))
+                log.warning(f"could not save the file index {self.path}: {exc} (files are hashed again next time)")

@@ -400,9 +400,16 @@ def test_a_read_only_cache_keeps_the_features_in_memory(paths, computed, monkeyp
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
+    import bench.file_index
+
     monkeypatch.setattr(fc, "_WARNED", set())
-    monkeypatch.setattr(fc.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(bench.file_index, "_UNSAVED", set())
+    monkeypatch.setattr(fc.tempfile, "mkstemp", read_only)  # the feature files and the file index
     with caplog.at_level(logging.WARNING):
         feats, hit = job_features([])
-    assert isinstance(feats, torch.Tensor) and feats.shape[0] > 0 and hit is False
-    assert "Read-only file system" in caplog.text and str(paths / "cache") in caplog.text
+        again, _ = job_features([], split="test")
+    assert isinstance(feats, torch.Tensor) and feats.shape[0] > 0 and hit is False and again.shape[0] > 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warned if "cannot be written" in w]) == 1
+    assert len([w for w in warned if "file index" in w]) == 1  # once per folder, not once per save
+    assert "Read-only file system" in warned[0] and str(paths / "cache") in warned[0]
