@@ -66,6 +66,9 @@ class VisADataset(ReaderDataset):
             if row["split"] != self.split or row["object"] not in chosen:
                 continue
             label = LABELS[row["label"]]
+            if label and self.split == "train":
+                raise DatasetError(f"{split_file} lists anomalous training images ({row['image']}): a 2-class split; "
+                                   "unsupervised training needs split_csv/1cls.csv")
             image = base / row["image"]
             if not image.is_file():
                 raise DatasetError(f"missing VisA image {image} (listed in {split_file}): re-extract VisA.tar")

@@ -82,6 +82,10 @@ def test_a_missing_csv_row_is_a_count_mismatch(root, official):
 
 def test_bad_layouts_are_one_line_errors(root, official, tmp_path):
     path, _ = root
+    one_class = (path / "split_csv" / "1cls.csv").read_text()
+    (path / "split_csv" / "2cls_highshot.csv").write_text(one_class.replace("pcb1,test,anomaly", "pcb1,train,anomaly"))
+    with pytest.raises(DatasetError, match="lists anomalous training images .* a 2-class split"):
+        VisADataset(path, "train", split_file="split_csv/2cls_highshot.csv")
     with pytest.raises(DatasetError, match="missing VisA split file .*1cls.csv"):
         VisADataset(tmp_path / "VisA" / "candle", "train")
     with pytest.raises(DatasetError, match="unknown VisA category 'bottle'"):
