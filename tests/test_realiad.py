@@ -127,7 +127,8 @@ def test_bad_layouts_are_one_line_errors(root, tmp_path):
 def test_ablation_smoke_sweep_runs_on_realiad_with_sample_metrics_and_renders(root, tmp_path):
     from tests.benchmark_fixtures import ablation_smoke_sweep
 
-    records, tables = ablation_smoke_sweep(tmp_path, ["data=realiad", f"data.root={root[0]}", "data.resolution=256"])
+    records, tables = ablation_smoke_sweep(tmp_path, ["data=realiad", f"data.root={root[0]}", "data.resolution=256",
+                                                      "data.views=[C1,C2]"])  # two views per sample: seconds
     assert len(records) == 2 and all(r["status"] == "completed" for r in records)
     for record in records:
         per_class = record["metrics"]["per_class"]
