@@ -3,23 +3,24 @@
 Stored as plain tensors and containers and loaded with ``weights_only=True`` (the config is a plain
 dict from ``OmegaConf.to_container``). The config makes a checkpoint self-describing: a resume under a
 config that changes results is refused (``check_resume``) and ``task=eval`` rebuilds the model from it
-(``model_config``). Which keys "change results" is decided once, in ``bench.record.NEUTRAL_KEYS``.
+(``model_config``). Which keys "change results" is decided once, in ``reports.run_record.NEUTRAL``.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from bench import groups
+from bench.atomic import write_atomic
 from bench.errors import BenchError
-from bench.record import config_diff
+from reports.run_record import config_diff, shown_keys
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,14 @@ def learnable_state(detector) -> dict:
 
 
 def save(path: Path, **payload) -> None:
-    """Write ``payload`` to a temp file, then rename; on any error (disk full included) the temp file is
-    removed before the error propagates, so the space it took is free for the failed job's record."""
+    """Write ``payload`` atomically (``bench.atomic``: temp file, rename, the umask's mode); on any error (disk
+    full included) the temp file is removed before the error propagates, so the space it took is free for
+    the failed job's record."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
             raise OSError(errno.ENOSPC, f"no space left on the device to write checkpoint {path}") from exc
         raise
 
@@ -92,19 +90,29 @@ def load(path: Path, *, own: bool = True) -> dict:
     return state
 
 
-def check_resume(state: dict, config: dict | None, path) -> None:
+def with_device(config: dict | None, device_type: str | None) -> dict | None:
+    """``config`` with ``trainer.device`` replaced by the device type the job ran on (``auto`` resolves to
+    cpu or cuda: the two take different dropout paths, so it is the effective device that is compared)."""
+    if not isinstance(config, dict) or device_type is None or not isinstance(config.get("trainer"), dict):
+        return config
+    return {**config, "trainer": {**config["trainer"], "device": device_type}}
+
+
+def check_resume(state: dict, config: dict | None, path, device_type: str | None = None) -> None:
     """Refuse to resume from ``state`` when its config differs from ``config`` in a key that changes
-    results, or when its weights are not finite (a run that diverged must not be resumed forever)."""
+    results (``reports.run_record.NEUTRAL``; the device compared as the type each ran on), or when its
+    weights are not finite (a run that diverged must not be resumed forever)."""
     saved = state.get("config")
     if config is not None and saved is None:
         raise BenchError(f"checkpoint {path} does not record its config, so resuming it under this one cannot be "
                          "checked: pass rerun=true to start over (the old files are kept in .previous/)")
     if config is not None:
-        diff = config_diff(saved, config, resume=True)
+        if state.get("device") is not None:  # checkpoints before the device was stored compare the setting
+            saved, config = with_device(saved, state["device"]), with_device(config, device_type)
+        diff = config_diff(saved, config, "resume")
         if diff:
-            shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-            raise BenchError(f"checkpoint {path} was made with another config ({shown}): pass rerun=true to start "
-                             "over (the old files are kept in .previous/), or use a new run dir")
+            raise BenchError(f"checkpoint {path} was made with another config ({shown_keys(diff)}): pass rerun=true "
+                             "to start over (the old files are kept in .previous/), or use a new run dir")
     bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]
     if bad:
@@ -125,3 +133,125 @@ def load_detector_state(detector, state: dict, path) -> None:
     if missing or unexpected:
         example = (missing or unexpected)[0]
         raise BenchError(f"checkpoint {path} does not match this model ({example}); was it made with another config?")
+
+
+# ----------------------------------------------------------------------------------- the model of a checkpoint
+# What makes the model a function: task=eval and vis_recon rebuild it with the checkpoint's values of these.
+ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
+# keys that make Hydra call something: never taken from a file, only compared with what conf/ builds
+EXECUTABLE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+_ABSENT = object()
+
+
+def _leaves(node, path: str):
+    """``(dotted path, value)`` of every leaf under ``node`` (lists are leaves)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}.{key}")
+    else:
+        yield path, node
+
+
+def _plain(value) -> bool:
+    """A value a checkpoint may contribute: a scalar, or a list of them (sizes, flags, names)."""
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, str):
+        return "${" not in value  # an interpolation would be resolved (resolvers run code)
+    return value is None or isinstance(value, bool | int | float)
+
+
+def _select(config: dict, path: str):
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _executables(config: dict) -> dict[str, object]:
+    """``{dotted path: value}`` of the executable keys under the architecture keys of a resolved config."""
+    found = {}
+    for prefix in ARCHITECTURE_KEYS:
+        node = _select(config, prefix)
+        if node is _ABSENT:
+            continue
+        for path, value in _leaves(node, prefix):
+            if path.rsplit(".", 1)[-1] in EXECUTABLE_KEYS:
+                found[path] = value
+    return found
+
+
+def _conflicts(saved: dict, current: dict, given: list[str]) -> list[str]:
+    """Architecture keys that differ between the checkpoint and the job because the command line set them."""
+    diff = config_diff(saved, current, "skip", only=ARCHITECTURE_KEYS)
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in given if "=" in o]
+    # a profile given on the command line conflicts when it is not the checkpoint's (it sets the sizes)
+    other_profile = "profile" in keys and saved.get("profile_name") != current.get("profile_name")
+    return [k for k in diff if other_profile or any(k == g or k.startswith(g + ".") or g.startswith(k + ".")
+                                                    for g in keys)]
+
+
+def model_config(cfg: DictConfig, saved, saved_choices, *, given: list[str], source) -> tuple[DictConfig, dict]:
+    """``cfg`` with the model of a checkpoint: ``(config, the model groups' choices)``.
+
+    A checkpoint's config is data, never code: the model's nodes are composed from this installation's
+    config groups (``conf/model``, ``decoder``, ``loss``, ``backbone``) as the checkpoint's recorded group
+    choices say (checkpoints without choices: the options their ``model.name``, ``decoder.design``,
+    ``loss.name`` and ``backbone.name`` name), then the checkpoint's plain values (sizes, flags, names)
+    are set on them. Refused, in one line and before anything is built: a choice that names no installed
+    option, a key the installed option does not have, a value that is not plain, and any ``_target_``
+    (or other instantiation key) that differs from what ``conf/`` builds. The data, evaluation and device
+    stay the job's; an architecture key the command line set (``given``) and the checkpoint contradicts is
+    a conflict.
+    """
+    if not isinstance(saved, dict):
+        raise BenchError(f"checkpoint {source} does not record its config, so its model cannot be rebuilt: "
+                         "give a checkpoint written by a fit job of this release")
+    current = OmegaConf.to_container(cfg, resolve=True)
+    conflicts = _conflicts(saved, current, given)
+    if conflicts:
+        raise BenchError(f"checkpoint {source} was trained with another architecture than the command line asks "
+                         f"({shown_keys(conflicts)}): drop those overrides (the model is rebuilt from the checkpoint)")
+    recorded = saved_choices if isinstance(saved_choices, dict) else {}
+    inferred = groups.infer_choices(saved)
+    choices = {g: recorded.get(g) or inferred.get(g) for g in groups.MODEL_GROUPS}
+    unknown = [g for g, c in choices.items() if not c]
+    if unknown:
+        raise BenchError(f"checkpoint {source} does not say which {'/'.join(unknown)} it was built with (no recorded "
+                         f"choice, no {', '.join(f'{g}.name' for g in unknown)} naming an installed option)")
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    for group, option in choices.items():
+        tree[group] = OmegaConf.to_container(groups.load_option(group, option), resolve=False)
+    merged = OmegaConf.create(tree)
+    for prefix in ARCHITECTURE_KEYS:
+        node = _select(saved, prefix)
+        if node is _ABSENT:
+            continue
+        for path, value in _leaves(node, prefix):
+            if path.rsplit(".", 1)[-1] in EXECUTABLE_KEYS:
+                continue  # compared below, never used
+            if not _plain(value):
+                raise BenchError(f"checkpoint {source}: {path} holds {type(value).__name__} values, not plain ones")
+            if OmegaConf.select(merged, path, default=_ABSENT) is _ABSENT:
+                group = path.split(".")[0]
+                where = f"conf/{group}/{choices[group]}.yaml" if group in choices else "the config"
+                raise BenchError(f"checkpoint {source}: {path} is not a key of {where}; was it written by another "
+                                 "version of this suite?")
+            OmegaConf.update(merged, path, value, merge=False)
+    try:
+        resolved = OmegaConf.to_container(merged, resolve=True)
+    except Exception as exc:
+        raise BenchError(f"checkpoint {source}: its model config does not resolve ({exc})".splitlines()[0]) from None
+    ours, theirs = _executables(resolved), _executables(saved)
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k, _ABSENT) != theirs.get(k, _ABSENT))
+    if differ:
+        key = differ[0]
+        raise BenchError(f"checkpoint {source}: {key} is {_shown(theirs.get(key, _ABSENT))} where conf/ builds "
+                         f"{_shown(ours.get(key, _ABSENT))}; refusing to build it (a checkpoint's config is data)")
+    return OmegaConf.create(resolved), choices
+
+
+def _shown(value) -> str:
+    return "absent" if value is _ABSENT else repr(value)[:80]

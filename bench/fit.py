@@ -73,11 +73,13 @@ def _batches(features, dataset, batch_size: int, generator: torch.Generator, dev
 
 def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
         features: torch.Tensor | None = None, logger=None, config: dict | None = None,
-        on_epoch: Callable[[int, torch.nn.Module], None] | None = None) -> dict:
+        on_epoch: Callable[[int, torch.nn.Module], None] | None = None, choices: dict | None = None) -> dict:
     """Train ``detector`` in place; return timing figures. ``features``: cached targets (or None).
 
-    ``config``: the job's resolved config, stored in every checkpoint; a resume under a config that
-    differs in a key that changes results is refused (``checkpoint.check_resume``).
+    ``config`` and ``choices`` (the job's resolved config and its config-group choices) are stored in every
+    checkpoint with the device type: a resume under a config that differs in a key that changes results
+    is refused (``checkpoint.check_resume``), and ``task=eval`` rebuilds the model from them
+    (``checkpoint.model_config``).
     ``on_epoch(epochs_done, detector)``: called after every epoch, before its checkpoint (the test
     curve of ``eval.every``, ``bench.curve``); its time is not counted in ``fit_s``.
     """
@@ -89,7 +91,7 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
     start = 0
     if ckpt_path.is_file():
         state = checkpoint.load(ckpt_path)
-        checkpoint.check_resume(state, config, ckpt_path)
+        checkpoint.check_resume(state, config, ckpt_path, device.type)
         checkpoint.load_detector_state(detector, state["model"], ckpt_path)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -136,7 +138,7 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
             checkpoint.assert_finite(detector, epoch)  # a diverged model is never saved (nor resumed)
             checkpoint.save(ckpt_path, model=checkpoint.learnable_state(detector), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state(),
-                            config=config)
+                            config=config, choices=choices, device=device.type)
     bar.close()
     elapsed = time.perf_counter() - t0
     return {"fit_s": round(elapsed, 3), "epochs_run": epochs - start,

@@ -25,10 +25,12 @@ def peak_rss_mb() -> float:
 
 
 def fit_statistics(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device, seed: int,
-                   features: torch.Tensor | None = None, logger=None, config: dict | None = None) -> dict:
+                   features: torch.Tensor | None = None, logger=None, config: dict | None = None,
+                   choices: dict | None = None) -> dict:
     """One pass over the training features; return timing figures (the record's ``timing``).
 
-    ``config``: the job's resolved config, stored in the checkpoint (``task=eval`` rebuilds from it).
+    ``config`` and ``choices``: the job's resolved config and config-group choices, stored in the checkpoint
+    (``task=eval`` rebuilds the model from them).
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -44,7 +46,8 @@ def fit_statistics(detector, train_set, trainer_cfg, *, run_dir: Path, device: t
     elapsed = time.perf_counter() - t0
     n_images = features.shape[0] if features is not None else len(train_set)
     checkpoint.save(Path(run_dir) / checkpoint.CKPT, model=checkpoint.learnable_state(detector), epoch=0,
-                    rng=checkpoint.rng_state(), config=config)
+                    rng=checkpoint.rng_state(), config=config, choices=choices,
+                    device=device.type)
     if logger is not None:
         logger.log_scalars({f"fit/{k}": v for k, v in stats.items()}, step=0)
     out = {"fit": "one pass, no optimiser", "fit_s": round(elapsed, 3), "epochs_run": 0,

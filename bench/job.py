@@ -34,10 +34,14 @@ from bench.fit import fit
 from bench.fit_once import fit_statistics
 from bench.lock import RunLock, describe
 from bench.loggers import make_logger
-from bench.record import ARCHITECTURE_KEYS, RECORD, config_diff, environment, read_record, write_json_atomic
+from bench.record import RECORD, environment, read_record, write_json_atomic
 from bench.validate import validate_config, validate_data
+from reports.run_record import config_diff
 
 log = logging.getLogger(__name__)
+
+# What makes the model a function: task=eval and vis_recon rebuild it from the checkpoint's values of these.
+ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
 
 TASKS = ("fit", "eval", "complexity", "train_vis_decoder", "vis_recon")
 
@@ -116,7 +120,7 @@ def _checkpoint_config(cfg: DictConfig, state: dict, overrides: list[str], path)
                     "this command line's config")
         return cfg
     current = OmegaConf.to_container(cfg, resolve=True)
-    diff = config_diff(saved, current, only=ARCHITECTURE_KEYS)
+    diff = config_diff(saved, current, "skip", only=ARCHITECTURE_KEYS)
     given = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
     # a profile given on the command line conflicts when it is not the checkpoint's (it sets the sizes)
     other_profile = "profile" in given and saved.get("profile_name") != current.get("profile_name")

@@ -1,4 +1,4 @@
-"""The run record ``<run dir>/metrics.json`` (DESIGN.md section 4) and the provenance it carries."""
+"""Writing the run record ``<run dir>/metrics.json`` (its shape: ``reports.run_record``) and its provenance."""
 
 from __future__ import annotations
 
@@ -6,72 +6,20 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
-RECORD = "metrics.json"
+from bench.atomic import write_text_atomic
+from reports.run_record import RECORD, SCHEMA_VERSION
 
-# The one list of config keys that never change a number of a run (a key names itself and everything
-# under it). A checkpoint resumes only under a config equal to its own outside these keys (and outside
-# RESUME_IGNORES: evaluation is redone after every resume); see ``config_diff``.
-NEUTRAL_KEYS = (
-    "paths",                # where data and caches live (the data itself is data.root, which counts)
-    "logger",               # where scalars are logged
-    "trainer.device",       # same math on another device (the record's env says which)
-    "trainer.num_workers",  # data-loader processes
-    "trainer.ckpt_every",   # how often last.ckpt is written
-    "trainer.compile",      # torch.compile: the same function, compiled
-    "cache.disk",           # features on disk or in memory: the same tensors
-    "eval.save_maps",       # example maps written beside the record
-    "eval.batch_size",      # evaluation batch size
-    "rerun", "ckpt", "lock_stale_h",  # job control
-    "experiment", "n_seeds", "profile_name",  # labels; the values they stand for are compared
-    "vis",                  # read only by the vis tasks
-)
-RESUME_IGNORES = NEUTRAL_KEYS + ("eval",)
-# What makes the model a function: task=eval and vis_recon rebuild it from the checkpoint's values of these.
-ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
-
-
-def flatten(config, prefix: str = "") -> dict:
-    """``{"a.b.c": leaf}`` of a nested dict (lists are leaves)."""
-    if not isinstance(config, dict):
-        return {prefix: config}
-    out = {}
-    for key, value in config.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def _under(key: str, prefixes) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-def config_diff(old: dict, new: dict, *, resume: bool = False, only=None) -> list[str]:
-    """Sorted keys whose values differ between two resolved configs, outside ``NEUTRAL_KEYS``
-    (``resume``: also outside ``RESUME_IGNORES``); ``only``: compare just the keys under these prefixes."""
-    a, b = flatten(old or {}), flatten(new or {})
-    ignore = RESUME_IGNORES if resume else NEUTRAL_KEYS
-    keys = [k for k in a.keys() | b.keys() if not _under(k, ignore) and (only is None or _under(k, only))]
-    return sorted(k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>"))
+__all__ = ["RECORD", "SCHEMA_VERSION", "environment", "read_record", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_record(run_dir: Path) -> dict | None:

@@ -4,9 +4,9 @@ One row per record. Columns:
 
 - ``run_dir`` (the folder holding the record), ``status``, ``error``, ``task``, ``experiment``, ``seed``,
   ``n_seeds`` (how many seeds the experiment asked for, when the record says), ``overrides`` (tuple of
-  strings), ``swept`` (the overrides that define a row: without the seed, the experiment and the keys in
-  :data:`IGNORED_KEYS`, sorted, comma-joined; ``""`` for the defaults), ``has_maps``, ``git_sha``,
-  ``git_dirty`` (from ``env``);
+  strings), ``swept`` (the overrides that define a row: without the seed, the experiment and the keys
+  ``reports.run_record.NEUTRAL`` tags ``average``, sorted, comma-joined; ``""`` for the defaults),
+  ``has_maps``, ``git_sha``, ``git_dirty`` (from ``env``);
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
 - ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD) beside the seven;
 - ``complexity.<name>``: ``learnable_params``, ``gflops``, ``backbone_params`` …;
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-RECORD = "metrics.json"
+from reports.run_record import RECORD, flatten, is_neutral
+
 FIXED_COLUMNS = (
     "run_dir",
     "status",
@@ -40,29 +41,6 @@ FIXED_COLUMNS = (
     "has_maps",
     "git_sha",
     "git_dirty",
-)
-# Config keys (and override keys) that do not change what a run measures: they never split a table row and
-# never make a row of the generic table. Everything else must agree for runs to be averaged together;
-# data.root is not here: runs on different data are different rows (a generated dataset's root is
-# neutralised in reports.tables, since the generator's settings say what the data is).
-IGNORED_KEYS = (
-    "seed",
-    "experiment",
-    "n_seeds",
-    "rerun",
-    "ckpt",
-    "logger",
-    "hydra",
-    "paths",
-    "trainer.device",
-    "trainer.num_workers",
-    "trainer.compile",
-    "eval.save_maps",
-    "eval.batch_size",
-    "eval.every",  # a test curve beside the run, the headline unchanged (bench/curve.py)
-    "eval.conventions",  # other conventions' metrics beside ours (bench/conventions.py)
-    "cache",
-    "vis",
 )
 METRIC_ORDER = (
     "image_auroc",
@@ -95,11 +73,9 @@ def is_missing(value) -> bool:
 
 
 def is_ignored(key: str) -> bool:
-    """Whether a dotted config key (or an override key such as ``hydra/launcher``) is in IGNORED_KEYS."""
-    key = key.lstrip("+~")
-    if key.startswith("config."):
-        key = key[len("config.") :]
-    return any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in IGNORED_KEYS)
+    """Whether a dotted config key (or an override key such as ``hydra/launcher``) is neutral for averaging
+    (``reports.run_record.NEUTRAL``): it never splits a row."""
+    return is_neutral(key, "average")
 
 
 def find_records(paths: Iterable[str | Path]) -> list[Path]:
@@ -134,33 +110,12 @@ def load_record(path: str | Path) -> dict:
     return record
 
 
-def flatten(obj, prefix: str) -> dict:
-    """``{"a": {"b": [1, 2]}}`` → ``{prefix + "a.b": (1, 2)}`` (lists become tuples, nested lists too)."""
-    out: dict = {}
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        if not obj and prefix:
-            out[prefix[:-1]] = None
-        return out
-    out[prefix[:-1]] = _freeze(obj)
-    return out
-
-
-def _freeze(value):
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
 def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
 def swept_of(overrides: Iterable[str]) -> str:
-    """The overrides that define a row: no seed, no experiment, nothing in IGNORED_KEYS; sorted."""
+    """The overrides that define a row: no seed, no experiment, no key neutral for averaging; sorted."""
     keep = sorted(o for o in overrides if not is_ignored(_override_key(o)))
     return ",".join(keep)
 
@@ -192,7 +147,7 @@ def record_row(record: dict, run_dir: str | Path) -> dict:
     env = record.get("env") if isinstance(record.get("env"), dict) else {}
     row["git_sha"] = env.get("git_sha")
     row["git_dirty"] = env.get("git_dirty")
-    row.update(flatten(config, "config."))
+    row.update(flatten(config, "config"))
     for name, value in (metrics.get("mean") or {}).items():
         row[f"metric.{name}"] = _number(value)
     seven = [row.get(f"metric.{name}") for name in MAD_OF]
@@ -277,7 +232,7 @@ def failed_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparable_columns(frame: pd.DataFrame) -> list[str]:
-    """Config columns that must agree for two runs to be averaged (all but IGNORED_KEYS)."""
+    """Config columns that must agree for two runs to be averaged (all but the keys neutral for averaging)."""
     return [c for c in frame.columns if c.startswith("config.") and not is_ignored(c)]
 
 

@@ -149,7 +149,7 @@ def test_every_experiment_composes_and_names_itself(experiment):
 def test_every_row_of_every_table_composes_to_its_key(decl):
     """Each declared row's overrides compose, and the resolved config carries the values that the report
     matches the row on (so a run lands in the row the sweep ran it for)."""
-    from reports.collect import flatten
+    from reports.run_record import flatten
 
     seeds = [f"seed={decl.seeds[0]}"] if decl.seeds else []
     if decl.seeds:
@@ -158,5 +158,5 @@ def test_every_row_of_every_table_composes_to_its_key(decl):
         if row.paper_only:
             continue
         cfg = compose_cfg([f"+experiment={decl.experiment}", "profile=smoke", *row.overrides, *seeds])
-        flat = flatten(OmegaConf.to_container(cfg, resolve=True), "config.")
+        flat = flatten(OmegaConf.to_container(cfg, resolve=True), "config")
         assert tuple(flat[c] for c in decl.key_columns) == row.key, row.id
