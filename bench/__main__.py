@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import bench  # noqa: F401  (registers the config resolvers)
+from bench.groups import job_choices
 from bench.job import run
 from bench.summary import format_summary
 
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = hc.runtime.output_dir
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        record = run(cfg, run_dir, list(hc.overrides.task))
+        record = run(cfg, run_dir, list(hc.overrides.task), job_choices(hc.runtime.choices))
     except Exception as exc:  # the record (status: failed) is written; say it in one line
         print(error_line(exc), file=sys.stderr)
         if multirun:

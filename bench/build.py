@@ -6,6 +6,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from bench.errors import BenchError
+from data.protocol import CONFIG_ONLY_KEYS, AnomalyDataset
 from models.detector import FeatureDetector, ImageDetector
 
 # keys of a config node that describe it but are not constructor arguments
@@ -42,44 +44,18 @@ def build_detector(cfg: DictConfig) -> nn.Module:
     return FeatureDetector(backbone, reconstruction, loss)
 
 
-def build_datasets(cfg: DictConfig):
-    """(train, test) datasets of ``cfg.data``; bad input raises ``data.errors.DatasetError``."""
-    data = cfg.data
-    size = int(data.image_size)
-    categories = list(data.categories) if data.get("categories") else None
-    if "_target_" in data:  # a reader named by its YAML (README, datasets); profile keys are not arguments
-        node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items()
-                if k not in (*_META_KEYS, "outlayers", "score", "generator")}
-        return instantiate(node, split="train"), instantiate(node, split="test")
-    if data.name == "cifar10":
-        from data.cifar10 import Cifar10ManyVsMany
+def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
+    """The ``split`` ("train" or "test") of the reader that ``data._target_`` names, built from the node's
+    keys except ``data.protocol.CONFIG_ONLY_KEYS``; bad input raises ``data.errors.DatasetError``."""
+    node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k not in CONFIG_ONLY_KEYS}
+    if "_target_" not in node:
+        raise BenchError(f"data={data.get('name')} names no reader: its YAML needs _target_: data.<module>.<Class>")
+    return instantiate(node, split=split, _convert_="all")
 
-        classes = list(data.normal_classes)
-        return (
-            Cifar10ManyVsMany(data.root, "train", classes, image_size=size),
-            Cifar10ManyVsMany(data.root, "test", classes, image_size=size),
-        )
-    if data.name == "folder":
-        from data.folder import FolderDataset
 
-        layout = {k: data.get(k) for k in ("train_dir", "test_dir", "labels", "mask_dir")}
-        return (
-            FolderDataset(data.root, "train", categories=categories, image_size=size, **layout),
-            FolderDataset(data.root, "test", categories=categories, image_size=size, **layout),
-        )
-    from data.mvtec import MVTecDataset
-
-    root = data.root
-    if data.name == "synthetic":
-        from data.synthetic import ensure
-
-        root = ensure(data.root, **OmegaConf.to_container(data.generator, resolve=True))
-    elif data.name != "mvtec":
-        raise ValueError(f"data={data.name} is unknown; choose synthetic, mvtec, folder or cifar10")
-    return (
-        MVTecDataset(root, "train", categories=categories, image_size=size),
-        MVTecDataset(root, "test", categories=categories, image_size=size),
-    )
+def build_datasets(data: DictConfig) -> tuple[AnomalyDataset, AnomalyDataset]:
+    """(train, test) sets of the data node (``data.protocol.AnomalyDataset``)."""
+    return build_dataset(data, "train"), build_dataset(data, "test")
 
 
 def learnable_parameters(module: nn.Module) -> list[nn.Parameter]:

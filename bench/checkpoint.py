@@ -52,7 +52,7 @@ def set_rng_state(state: dict) -> None:
 
 def learnable_state(detector) -> dict:
     """The detector's state without a frozen backbone (it is rebuilt from its weights)."""
-    frozen = bool(getattr(getattr(detector, "backbone", None), "frozen", False))
+    frozen = detector.frozen_target
     return {k: v for k, v in detector.state_dict().items() if not (frozen and k.startswith("backbone."))}
 
 

@@ -84,7 +84,7 @@ def statistics_complexity(detector: nn.Module, image_size: int) -> dict:
 
 
 def complexity(detector: nn.Module, image_size: int) -> dict:
-    if getattr(detector, "fits_by_statistics", False):
+    if detector.fits_by_statistics:
         return statistics_complexity(detector, image_size)
     backbone = getattr(detector, "backbone", None)
     return {

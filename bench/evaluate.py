@@ -27,11 +27,8 @@ from models.losses import image_scores
 
 
 def sample_categories(dataset) -> list[str]:
-    """The category of every item, without loading images."""
-    samples = getattr(dataset, "samples", None)
-    if samples is not None and len(samples) == len(dataset) and hasattr(samples[0], "category"):
-        return [s.category for s in samples]
-    return [dataset.categories[0]] * len(dataset)
+    """The category of every item, without loading images (``data.protocol.AnomalyDataset.samples``)."""
+    return [s.category for s in dataset.samples]
 
 
 def _save_examples(out_dir: Path, category: str, examples: dict[int, tuple], k: int) -> None:
@@ -79,7 +76,7 @@ def record_values(per_class: dict[str, dict[str, float]], reasons: dict[str, dic
 
 def evaluate(detector, test_set, eval_cfg, *, device: torch.device, **kwargs) -> tuple[dict, dict]:
     """``_evaluate`` under ``eval.precision`` (the training precision unless set; bench/precision.py)."""
-    mode = precision.check(str(eval_cfg.get("precision", "fp32")))
+    mode = precision.check(str(eval_cfg.precision))
     precision.configure(mode, device)
     with precision.autocast(mode, device):
         return _evaluate(detector, test_set, eval_cfg, device=device, **kwargs)
@@ -91,7 +88,7 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
     """Return ({"mean": {...}, "per_class": {...}, "undefined": {...}}, timing) (see ``record_values``)."""
     names = resolve_metrics(list(eval_cfg.metrics) if not isinstance(eval_cfg.metrics, str) else eval_cfg.metrics)
     skipped: tuple[str, ...] = ()
-    if not getattr(test_set, "has_masks", True):  # data=folder without masks: no pixel metrics at all
+    if not test_set.has_masks:  # data=folder without masks: no pixel metrics at all
         names, skipped = without_pixel_metrics(names)
     detector.eval()
     categories = sample_categories(test_set)
@@ -101,9 +98,9 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
     reasons: dict[str, dict[str, str]] = {}
     t0 = time.perf_counter()
     metrics_s = 0.0  # of which reducing the gathered classes to their metrics
-    k_maps = int(eval_cfg.get("save_maps") or 0)
+    k_maps = int(eval_cfg.save_maps or 0)
     # eval.conventions: the published conventions' metrics from the same maps (bench/conventions.py)
-    conventions = conventions_from_config(eval_cfg) if getattr(test_set, "has_masks", True) else None
+    conventions = conventions_from_config(eval_cfg) if test_set.has_masks else None
     conventions_s = 0.0
     bar = tqdm(total=len(test_set), desc="eval", dynamic_ncols=True)
     for category in sorted(set(categories)):
@@ -122,7 +119,7 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
             rec = detector.reconstruct(target)
             amap = detector.anomaly_map(target, rec, images.shape[-2:]).float()
             # PaDiM / PatchCore score images their own way (None: the suite's pooled max)
-            own = detector.image_scores(target, rec, amap) if hasattr(detector, "image_scores") else None
+            own = detector.image_scores(target, rec, amap)
             own = image_scores(amap, eval_cfg.score, int(eval_cfg.pool_size)) if own is None else own
             scores.append(own.float().cpu().numpy())
             mask = batch["mask"][:, 0] > 0.5
@@ -148,11 +145,11 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
             conventions.add(category, labels_np, scores_np, *(subset_maps or buffer.arrays()))
             conventions_s += time.perf_counter() - t_conv
         extra = subset_metrics(test_set, idx, names, labels_np, scores_np, *(subset_maps or (None, None)),
-                               normal_pixel_budget=eval_cfg.get("normal_pixel_budget"))
+                               normal_pixel_budget=eval_cfg.normal_pixel_budget)
         del subset_maps
         values = class_metrics(image_names, labels_np, scores_np, None, None)
         if buffer is not None:
-            values.update(buffer.pixel_metrics(pixel_names, normal_pixel_budget=eval_cfg.get("normal_pixel_budget"),
+            values.update(buffer.pixel_metrics(pixel_names, normal_pixel_budget=eval_cfg.normal_pixel_budget,
                                                seed=0))
         per_class[category] = {**{name: values[name] for name in names}, **extra}
         metrics_s += time.perf_counter() - t_class

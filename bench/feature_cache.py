@@ -2,7 +2,7 @@
 
 Features are stored under ``cache_root/<key>/<split>.pt`` where the key hashes everything that
 determines them (dataset, the content of its files, categories, backbone, weights, stages, image size,
-dtype; for a randomly initialised backbone also the seed, see ``bench.job._features``). Files are
+dtype; for a randomly initialised backbone also the seed: ``key_parts``). Files are
 written to a temp name and renamed, so a concurrent job never reads half a cache; two jobs that race
 both compute the same tensor and the last rename wins.
 
@@ -23,11 +23,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from bench import precision
-from bench.file_index import FileIndex, sample_paths, sha256_file
+from bench.file_index import FileIndex, sha256_file
+from data.protocol import AnomalyDataset
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +42,49 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def dataset_fingerprint(dataset, index_dir: str | os.PathLike | None = None) -> str:
-    """Digest of the dataset's files by content (path and sha256 of each image, ``bench.file_index``),
-    so a replaced image invalidates the cache even when its size and modification time are kept."""
+def dataset_fingerprint(files: list[str], n_items: int, index: FileIndex) -> str:
+    """Digest of the dataset's files by content (path and sha256 of each, ``bench.file_index``), so a
+    replaced image invalidates the cache even when its size and modification time are kept."""
     h = hashlib.sha256()
-    index = FileIndex.for_dataset(index_dir, dataset)
-    for path in sample_paths(dataset):
+    for path in files:
         try:
             h.update(f"{path}|{index.digest(path)}\n".encode())
         except OSError:
             h.update(f"{path}|missing\n".encode())
     index.save()
-    h.update(str(len(dataset)).encode())
+    h.update(str(n_items).encode())
     return h.hexdigest()[:20]
+
+
+def key_parts(data: DictConfig, backbone: DictConfig, seed: int, index_dir: str | os.PathLike | None) -> dict:
+    """What determines the features besides the files' content, from the nodes alone: the data node
+    (whatever keys its reader takes; only its image score is left out) and the backbone node; for a
+    randomly initialised backbone (``backbone.weights=none``) the seed, for a weights file its content."""
+    parts = {"data": {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "score"},
+             "backbone": OmegaConf.to_container(backbone, resolve=True)}
+    weights = str(backbone.weights)
+    if weights == "none":  # random init: the seed draws the backbone
+        parts["seed"] = int(seed)
+    elif Path(weights).expanduser().is_file():  # a weights file: its content, not its name
+        path = Path(weights).expanduser()
+        parts["weights_sha256"] = FileIndex(index_dir, path.parent).digest(str(path))
+    return parts
+
+
+def dataset_features(detector, dataset: AnomalyDataset, split: str, *, data: DictConfig, backbone: DictConfig,
+                     cache: DictConfig, seed: int, cache_root: str, batch_size: int, num_workers: int, device
+                     ) -> tuple[torch.Tensor | None, bool | None, str | None]:
+    """``(features, hit, key)`` of ``dataset`` under the cache settings ``cache``; ``(None, None, None)``
+    when the features can change (a trainable backbone, an image model) or ``cache.features=false``.
+    ``key`` is None when the features stay in memory (``cache.disk=false``)."""
+    if not (cache.features and detector.frozen_target):
+        return None, None, None
+    index_dir = Path(str(cache_root)).expanduser() / "files"
+    parts = key_parts(data, backbone, seed, index_dir)
+    index = FileIndex.for_dataset(index_dir if cache.disk else None, dataset)
+    return cached_features(detector, dataset, split=split, key_parts=parts, files=dataset.files(), index=index,
+                           cache_root=str(cache_root) if cache.disk else None, dtype=str(cache.dtype),
+                           batch_size=batch_size, device=device, num_workers=num_workers)
 
 
 @torch.no_grad()
@@ -95,28 +127,23 @@ def _write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_root: str | None, dtype: str,
-                    batch_size: int, device, num_workers: int = 0,
-                    info: dict | None = None) -> tuple[torch.Tensor, bool]:
-    """Features of ``dataset`` from the disk cache, computing and storing them on a miss.
-
-    Returns (features in ``dtype`` on the CPU, hit). ``cache_root=None`` keeps them in memory only.
-    ``info`` (a dict) receives ``key``: the cache key used (None without a disk cache), for the record.
+def cached_features(detector, dataset, *, split: str, key_parts: dict, files: list[str], index: FileIndex | None,
+                    cache_root: str | None, dtype: str, batch_size: int, device, num_workers: int = 0
+                    ) -> tuple[torch.Tensor, bool, str | None]:
+    """``(features, hit, key)``: the features of ``dataset`` (in ``dtype``, on the CPU) from the disk cache
+    under ``cache_root``, computed and stored on a miss; ``cache_root=None`` keeps them in memory (key None).
+    The key hashes ``key_parts``, the split, the dtype and the content of ``files`` (digests from ``index``).
     """
     store = DTYPES[dtype]
-    path = None
-    if info is None:
-        info = {}
-    info["key"] = None
+    path, key = None, None
     if cache_root:
-        files = dataset_fingerprint(dataset, Path(cache_root) / "files")
-        key = cache_key({**key_parts, "split": split, "dtype": dtype, "files": files})
-        info["key"] = key
+        fingerprint = dataset_fingerprint(files, len(dataset), index or FileIndex(None, None))
+        key = cache_key({**key_parts, "split": split, "dtype": dtype, "files": fingerprint})
         path = Path(cache_root) / key / f"{split}.pt"
         if path.is_file():
             feats = _load_verified(path, store, len(dataset))
             if feats is not None:
-                return feats, True
+                return feats, True, key
     feats = compute_features(detector, dataset, batch_size, device, f"features {split}", num_workers).to(store)
     if path is not None:
         try:
@@ -126,7 +153,7 @@ def cached_features(detector, dataset, *, split: str, key_parts: dict, cache_roo
             _write_text_atomic(path.parent / "key.json", json.dumps(key_json, indent=1, default=str))
         except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
             _unwritable(Path(cache_root), path, exc)
-    return feats, False
+    return feats, False, key
 
 
 _WARNED: set[str] = set()  # cache folders already warned about in this process

@@ -33,11 +33,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sample_paths(dataset) -> list[str]:
-    """The image files of a dataset's ``samples`` (objects with ``.path``, or paths), in order."""
-    return [str(getattr(s, "path", s)) for s in getattr(dataset, "samples", [])]
-
-
 def _signature(path: str) -> list[int]:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
@@ -66,12 +61,8 @@ class FileIndex:
 
     @classmethod
     def for_dataset(cls, index_dir: str | os.PathLike | None, dataset) -> FileIndex:
-        """The index of ``dataset``'s folder (its ``root``, else the common folder of its samples)."""
-        folder = getattr(dataset, "root", None)
-        if folder is None:
-            paths = sample_paths(dataset)
-            folder = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else None
-        return cls(index_dir, folder)
+        """The index of ``dataset``'s folder (its ``root``, ``data.protocol.AnomalyDataset``)."""
+        return cls(index_dir, dataset.root)
 
     def digest(self, path: str, *, check: Callable[[str], str] | None = None) -> str:
         """sha256 of ``path``'s content, from the index when the file is unchanged.

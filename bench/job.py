@@ -1,4 +1,4 @@
-"""One job: validate → build → fit → evaluate → write the run record (DESIGN.md section 4).
+"""One job: validate → build → fit → evaluate → write the run record (README "Commands").
 
 ``run(cfg, run_dir)`` is importable (tests call it directly); ``bench/__main__.py`` only wraps it.
 A job whose run dir already holds a completed record is skipped; ``rerun=true`` moves the old record
@@ -22,26 +22,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import checkpoint, precision
+from bench import checkpoint, groups, precision
+from bench.atomic import remove_stale_temps
 from bench.build import build_datasets, build_detector
 from bench.complexity import complexity
 from bench.curve import test_curve
 from bench.errors import BenchError
 from bench.evaluate import evaluate
-from bench.feature_cache import cached_features
-from bench.file_index import FileIndex
+from bench.feature_cache import dataset_features
 from bench.fit import fit
 from bench.fit_once import fit_statistics
 from bench.lock import RunLock, describe
-from bench.loggers import make_logger
-from bench.record import RECORD, environment, read_record, write_json_atomic
+from bench.loggers import RunInfo, make_logger
+from bench.record import RECORD, SCHEMA_VERSION, environment, read_record, write_json_atomic
 from bench.validate import validate_config, validate_data
-from reports.run_record import config_diff
+from reports.run_record import config_diff, shown_keys
 
 log = logging.getLogger(__name__)
-
-# What makes the model a function: task=eval and vis_recon rebuild it from the checkpoint's values of these.
-ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
 
 TASKS = ("fit", "eval", "complexity", "train_vis_decoder", "vis_recon")
 
@@ -72,90 +69,42 @@ def row_name(overrides: list[str]) -> str:
     return ",".join(keep)
 
 
-def _index_dir(cfg) -> Path:
+def _index_dir(paths: DictConfig) -> Path:
     """Where the dataset file index lives (``bench.file_index``): beside the feature cache."""
-    return Path(str(cfg.paths.cache_root)).expanduser() / "files"
+    return Path(str(paths.cache_root)).expanduser() / "files"
 
 
-def _features(detector, dataset, cfg, split: str, device, info: dict | None = None):
-    """Cached frozen features of ``dataset``, or None when the features can change (S5, images).
-
-    The key holds everything that determines the features; for a randomly initialised backbone
-    (``backbone.weights=none``) that includes the seed, for a weights file its content. ``info``
-    receives the key used (for the record).
-    """
-    if not (cfg.cache.features and detector.frozen_target):
-        return None, None
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    parts = {
-        "data": data["name"], "root": str(Path(str(data["root"])).expanduser()),
-        **{k: data.get(k) for k in ("generator", "categories", "normal_classes")},
-        "backbone": cfg.backbone.timm_name, "weights": str(cfg.backbone.weights),
-        "outlayers": list(cfg.backbone.outlayers), "image_size": int(cfg.data.image_size),
-        "feature_stride": int(cfg.backbone.feature_stride),
-    }
-    weights = str(cfg.backbone.weights)
-    if weights == "none":  # random init: the seed draws the backbone
-        parts["seed"] = int(cfg.seed)
-    elif Path(weights).expanduser().is_file():  # a weights file: its content, not its name
-        path = Path(weights).expanduser()
-        parts["weights_sha256"] = FileIndex(_index_dir(cfg), path.parent).digest(str(path))
-    root = cfg.paths.cache_root if cfg.cache.disk else None
-    feats, hit = cached_features(detector, dataset, split=split, key_parts=parts, cache_root=root,
-                                 dtype=cfg.cache.dtype, batch_size=int(cfg.eval.batch_size),
-                                 device=device, num_workers=int(cfg.trainer.num_workers), info=info)
-    return feats, hit
+def _features(detector, dataset, cfg: DictConfig, split: str, device):
+    """``(features, hit, key)`` of ``dataset`` from the feature cache (``bench.feature_cache``)."""
+    return dataset_features(detector, dataset, split, data=cfg.data, backbone=cfg.backbone, cache=cfg.cache,
+                            seed=int(cfg.seed), cache_root=str(cfg.paths.cache_root),
+                            batch_size=int(cfg.eval.batch_size), num_workers=int(cfg.trainer.num_workers),
+                            device=device)
 
 
-def _checkpoint_config(cfg: DictConfig, state: dict, overrides: list[str], path) -> DictConfig:
-    """``cfg`` with the model rebuilt as the checkpoint says (``ARCHITECTURE_KEYS`` from its config).
-
-    The data, evaluation and device stay the command line's. An architecture key that differs from
-    the checkpoint because the command line set it (``decoder=...``, ``arch.hidden_dim=...``,
-    ``profile=...``) is a conflict: one line naming the keys, nothing built.
-    """
-    saved = state.get("config")
-    if not isinstance(saved, dict):
-        log.warning(f"checkpoint {path} does not record its config (an older one): the model is built from "
-                    "this command line's config")
-        return cfg
-    current = OmegaConf.to_container(cfg, resolve=True)
-    diff = config_diff(saved, current, "skip", only=ARCHITECTURE_KEYS)
-    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
-    # a profile given on the command line conflicts when it is not the checkpoint's (it sets the sizes)
-    other_profile = "profile" in given and saved.get("profile_name") != current.get("profile_name")
-    conflicts = [k for k in diff if other_profile
-                 or any(k == g or k.startswith(g + ".") or g.startswith(k + ".") for g in given)]
-    if conflicts:
-        shown = ", ".join(conflicts[:6]) + (f" (+{len(conflicts) - 6} more)" if len(conflicts) > 6 else "")
-        raise BenchError(f"checkpoint {path} was trained with another architecture than the command line asks "
-                         f"({shown}): drop those overrides (the model is rebuilt from the checkpoint)")
-    merged = OmegaConf.create(current)
-    flat_saved = OmegaConf.create(saved)
-    for key in ARCHITECTURE_KEYS:
-        value = OmegaConf.select(flat_saved, key)
-        if value is not None:
-            OmegaConf.update(merged, key, value, merge=False)
-    if diff:
-        log.info(f"model rebuilt from checkpoint {path} ({len(diff)} architecture keys differ from the defaults)")
-    return merged
+def _eval_model(cfg: DictConfig, record: dict, overrides: list[str]) -> tuple[DictConfig, dict]:
+    """task=eval: the checkpoint ``ckpt`` and ``cfg`` with its model (``checkpoint.model_config``)."""
+    if not cfg.ckpt:
+        raise BenchError("task=eval needs ckpt=PATH (a last.ckpt written by a fit job)")
+    state = checkpoint.load(Path(cfg.ckpt), own=False)
+    cfg, choices = checkpoint.model_config(cfg, state.get("config"), state.get("choices"), given=overrides,
+                                           source=cfg.ckpt)
+    record["config"] = OmegaConf.to_container(cfg, resolve=True)
+    record["choices"] = {**record["choices"], **choices}
+    record["checkpoint"] = {"path": str(cfg.ckpt), "epoch": state.get("epoch")}
+    return cfg, state
 
 
 def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logger, overrides: list[str]) -> None:
     state = None
-    if cfg.task == "eval":  # the model comes from the checkpoint, config included
-        if not cfg.ckpt:
-            raise BenchError("task=eval needs ckpt=PATH (a last.ckpt written by a fit job)")
-        state = checkpoint.load(Path(cfg.ckpt), own=False)
-        cfg = _checkpoint_config(cfg, state, overrides, cfg.ckpt)
-        record["config"] = OmegaConf.to_container(cfg, resolve=True)
-        record["checkpoint"] = {"path": str(cfg.ckpt), "epoch": state.get("epoch")}
+    if cfg.task == "eval":  # the model comes from the checkpoint: its group choices and plain values
+        cfg, state = _eval_model(cfg, record, overrides)
     t0 = time.perf_counter()
-    train_set, test_set = build_datasets(cfg)  # validates the layout before any training
+    train_set, test_set = build_datasets(cfg.data)  # validates the layout before any training
     # every file decoded once before training (remembered per file version in the file index)
-    validate_data([test_set] if cfg.task == "eval" else [train_set, test_set], _index_dir(cfg))
+    validate_data([test_set] if cfg.task == "eval" else [train_set, test_set], _index_dir(cfg.paths))
     record["data"] = {"train_images": len(train_set), "test_images": len(test_set),
-                      "categories": list(getattr(test_set, "categories", []))}
+                      "categories": list(test_set.categories)}
     timing = record.setdefault("timing", {})
     timing["data_check_s"] = round(time.perf_counter() - t0, 3)
     detector = build_detector(cfg).to(device)
@@ -165,22 +114,21 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         checkpoint.load_detector_state(detector, state["model"], cfg.ckpt)
     else:
         t0 = time.perf_counter()
-        info: dict = {}
-        train_feats, hit = _features(detector, train_set, cfg, "train", device, info)
+        train_feats, hit, key = _features(detector, train_set, cfg, "train", device)
         timing["features_s"] = round(time.perf_counter() - t0, 3)
-        record["cache"] = {"used": train_feats is not None, "hit": hit, "key": info.get("key")}
-        fit_fn = fit_statistics if getattr(detector, "fits_by_statistics", False) else fit  # PaDiM, PatchCore
-        curve = None if fit_fn is fit_statistics else test_curve(
+        record["cache"] = {"used": train_feats is not None, "hit": hit, "key": key}
+        one_pass = detector.fits_by_statistics  # PaDiM, PatchCore: statistics in one pass, no epochs
+        curve = None if one_pass else test_curve(
             cfg, run_dir, test_set, lambda: _features(detector, test_set, cfg, "test", device)[0], device, logger)
+        fit_fn = fit_statistics if one_pass else fit
         timing.update(fit_fn(detector, train_set, cfg.trainer, run_dir=run_dir, device=device, seed=int(cfg.seed),
-                             features=train_feats, logger=logger, config=record["config"],  # ckpt carries it
-                             **({"on_epoch": curve} if curve else {})))
-    if getattr(detector, "fits_by_statistics", False):  # what it stores is known once fitted
+                             features=train_feats, logger=logger, config=record["config"],  # ckpt carries them
+                             choices=record["choices"], **({"on_epoch": curve} if curve else {})))
+    if detector.fits_by_statistics:  # what it stores is known once fitted
         record["complexity"] = complexity(detector, int(cfg.data.image_size))
-    test_info: dict = {}
-    test_feats, _ = _features(detector, test_set, cfg, "test", device, test_info)
+    test_feats, _, test_key = _features(detector, test_set, cfg, "test", device)
     if "cache" in record:
-        record["cache"]["test_key"] = test_info.get("key")
+        record["cache"]["test_key"] = test_key
     record["metrics"], eval_timing = evaluate(detector, test_set, cfg.eval, device=device, features=test_feats,
                                               run_dir=run_dir, logger=logger)
     timing.update(eval_timing)
@@ -188,13 +136,59 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
         record["curve"] = curve.finish(record["metrics"], eval_timing.get("eval_s"))
 
 
-def _skip_completed(run_dir: Path, cfg: DictConfig) -> dict | None:
+def _skip_completed(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> dict | None:
+    """The completed record of ``run_dir`` when this job would recompute it (``rerun=false``), else None.
+
+    The record must be this job's: its config equals the job's outside the keys neutral for a skip
+    (``reports.run_record.NEUTRAL``; the device compared as the type each ran on), else the job stops
+    with the differing keys and the record is left as it is (a skip never hands one run's numbers to
+    another config, e.g. ``model=mlp`` in a UniAD run's dir, or a sweep over another ``paths.data_root``).
+    """
+    if cfg.rerun:
+        return None
     previous = read_record(run_dir)
-    if previous and previous.get("status") == "completed" and not cfg.rerun:
-        log.info(f"skip: {run_dir / RECORD} is already completed (rerun=true recomputes it)")
-        previous["skipped"] = True
-        return previous
-    return None
+    if not previous or previous.get("status") != "completed":
+        return None
+    path = run_dir / RECORD
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if cfg.task == "eval":  # its record holds the checkpoint's model: compare like with like
+            config = OmegaConf.to_container(_eval_model(cfg, {"choices": {}}, overrides)[0], resolve=True)
+    except BenchError as exc:
+        raise _unrecorded(BenchError(f"{path} is completed, and this job cannot be compared with it: {exc}")) from None
+    except Exception as exc:
+        raise _unrecorded(BenchError(f"{path} is completed, and this job's config cannot be resolved to compare "
+                                     f"with it ({one_line(exc)})")) from None
+    saved = previous.get("config")
+    diff = ["config"] if not isinstance(saved, dict) else config_diff(
+        checkpoint.with_device(saved, _device_type(previous)), checkpoint.with_device(config, _job_device(cfg)),
+        "skip")
+    if diff:
+        raise _unrecorded(BenchError(
+            f"{path} is a completed record of another config ({shown_keys(diff)}): pass rerun=true to replace it "
+            "(the old files move to .previous/), or use a new run dir"))
+    log.info(f"skip: {path} is already completed (rerun=true recomputes it)")
+    previous["skipped"] = True
+    return previous
+
+
+def _unrecorded(exc: BenchError) -> BenchError:
+    exc.record_path = None  # type: ignore[attr-defined]  # nothing written: the completed record stays
+    return exc
+
+
+def _device_type(record: dict) -> str | None:
+    """The device type a record's job ran on (``env.device`` reads "cpu: ..." / "cuda: ...")."""
+    env = record.get("env") if isinstance(record.get("env"), dict) else {}
+    device = env.get("device")
+    return device.split(":", 1)[0] if isinstance(device, str) and ":" in device else None
+
+
+def _job_device(cfg: DictConfig) -> str | None:
+    try:
+        return pick_device(cfg.trainer.device).type
+    except (RuntimeError, TypeError):
+        return None
 
 
 def move_aside(run_dir: Path) -> Path | None:
@@ -212,8 +206,13 @@ def move_aside(run_dir: Path) -> Path | None:
     return dest
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
+        choices: dict | None = None) -> dict:
     """Run the job described by ``cfg`` in ``run_dir``; return its record (also written to disk).
+
+    ``overrides``: the command line's; ``choices``: the config-group choices Hydra composed ``cfg`` from
+    (``bench.groups.job_choices``; without them, as tests call it, the model groups' are read from the
+    values that name them).
 
     Returns ``{"status": "skipped", "locked_by": owner}`` without writing anything when another live job
     holds the run dir's lock.
@@ -221,7 +220,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
-    done = _skip_completed(run_dir, cfg)
+    done = _skip_completed(run_dir, cfg, overrides)
     if done is not None:
         return done
     lock = RunLock(run_dir, float(cfg.lock_stale_h) * 3600)
@@ -229,20 +228,22 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         log.warning(f"skip: {run_dir} is being run by {describe(lock.owner)}; that job writes its record")
         return {"status": "skipped", "skipped": True, "locked_by": lock.owner, "run_dir": str(run_dir)}
     try:
-        done = _skip_completed(run_dir, cfg)  # the job before us may have completed it meanwhile
+        done = _skip_completed(run_dir, cfg, overrides)  # the job before us may have completed it meanwhile
         if done is not None:
             return done
         if cfg.rerun:
             move_aside(run_dir)
-        return _run(cfg, run_dir, overrides)
+        remove_stale_temps(run_dir, [RECORD, checkpoint.CKPT])  # left by a killed job; the lock is ours
+        return _run(cfg, run_dir, overrides, choices)
     finally:
         lock.release()
 
 
-def _run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | None) -> dict:
     record: dict = {
-        "status": "running", "task": cfg.task, "experiment": cfg.get("experiment"), "overrides": overrides,
-        "seed": cfg.get("seed"), "config": None, "metrics": None, "complexity": None, "timing": {}, "env": None,
+        "schema": SCHEMA_VERSION, "status": "running", "task": cfg.task, "experiment": cfg.experiment,
+        "overrides": overrides, "choices": dict(choices) if choices is not None else {},
+        "seed": cfg.seed, "config": None, "metrics": None, "complexity": None, "timing": {}, "env": None,
         "run_dir": str(run_dir),
     }
     logger = None
@@ -250,6 +251,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     try:
         try:
             record["config"] = OmegaConf.to_container(cfg, resolve=True)
+            if choices is None:
+                record["choices"] = groups.infer_choices(record["config"])
         except Exception:
             record["config"] = OmegaConf.to_container(cfg, resolve=False)
             raise
@@ -263,7 +266,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             detector = build_detector(cfg)
             record["complexity"] = complexity(detector, int(cfg.data.image_size))
         elif cfg.task in ("fit", "eval"):
-            logger = make_logger(cfg, run_dir, row_name(overrides))
+            logger = make_logger(cfg.logger, run_dir, RunInfo(
+                experiment=cfg.experiment, row=row_name(overrides), seed=cfg.seed, dataset=cfg.data.name,
+                config=record["config"]))
             _fit_and_evaluate(cfg, run_dir, device, record, logger, overrides)
             logger.log_final(record["metrics"])
         else:

@@ -1,14 +1,34 @@
-"""Experiment loggers: ``none``, ``csv`` (files in the run dir) and ``wandb`` (one run per job)."""
+"""Experiment loggers: ``none``, ``csv`` (files in the run dir) and ``wandb`` (one run per job).
+
+Each is built from its node (``conf/logger/<name>.yaml``, ``_target_``) by ``make_logger`` with the run it
+logs: ``run_dir`` and a ``RunInfo``. A logger has ``log_scalars``, ``log_final``, ``log_maps`` and ``finish``.
+"""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a logger may name a run by: its experiment, table row, seed, dataset and resolved config."""
+
+    experiment: str | None = None
+    row: str = ""
+    seed: int | None = None
+    dataset: str | None = None
+    config: dict = field(default_factory=dict)
+
+
 class NullLogger:
+    def __init__(self, run_dir: Path | None = None, run: RunInfo | None = None):
+        pass
+
     def log_scalars(self, values: dict, step: int) -> None:
         pass
 
@@ -25,7 +45,7 @@ class NullLogger:
 class CSVLogger(NullLogger):
     """Scalars per epoch to ``log.csv``; final per-class metrics to ``final_metrics.csv``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, run: RunInfo | None = None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "log.csv"
         self._fields: list[str] | None = None
@@ -53,17 +73,17 @@ class CSVLogger(NullLogger):
 class WandbLogger(NullLogger):
     """One wandb run per job, grouped by experiment, job type by table row, tagged by seed and dataset."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, row: str):
+    def __init__(self, run_dir: Path, run: RunInfo, *, project: str, entity: str | None, images: int):
         import wandb
 
         self.wandb = wandb
-        self.n_images = int(cfg.logger.images)
+        self.n_images = int(images)
         self._images = 0
+        row = run.row
         self.run = wandb.init(
-            project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=str(run_dir),
-            group=cfg.experiment or "adhoc", job_type=row or "default", name=f"{row or 'run'}-seed{cfg.seed}",
-            tags=[f"seed={cfg.seed}", f"data={cfg.data.name}"],
-            config=OmegaConf.to_container(cfg, resolve=True), reinit=True,
+            project=project, entity=entity, dir=str(run_dir),
+            group=run.experiment or "adhoc", job_type=row or "default", name=f"{row or 'run'}-seed{run.seed}",
+            tags=[f"seed={run.seed}", f"data={run.dataset}"], config=run.config, reinit=True,
         )
 
     def log_scalars(self, values: dict, step: int) -> None:
@@ -95,12 +115,7 @@ class WandbLogger(NullLogger):
         self.run.finish(exit_code=0 if status == "completed" else 1)
 
 
-def make_logger(cfg: DictConfig, run_dir: Path, row: str = ""):
-    name = cfg.logger.name
-    if name == "none":
-        return NullLogger()
-    if name == "csv":
-        return CSVLogger(run_dir)
-    if name == "wandb":
-        return WandbLogger(cfg, run_dir, row)
-    raise ValueError(f"logger={name} is unknown; choose none, csv or wandb")
+def make_logger(node: DictConfig, run_dir: Path, run: RunInfo):
+    """The logger that ``node._target_`` names (``conf/logger/<name>.yaml``), for this run."""
+    spec = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    return instantiate(spec, _partial_=True, _convert_="all")(run_dir=Path(run_dir), run=run)

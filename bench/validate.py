@@ -244,10 +244,10 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def validate_data(datasets, index_dir: str | Path | None) -> None:
-    """Decode every file of ``datasets`` (objects with ``verify(check)``, e.g. ``MVTecDataset``) before training.
+    """Decode every file of ``datasets`` (``data.protocol.AnomalyDataset.verify``) before training.
 
     ``index_dir`` holds the file index (``bench.file_index``): a file decoded before and unchanged since
-    is not decoded again. Datasets without ``verify`` (CIFAR-10, arrays in memory) have nothing to check.
+    is not decoded again. A dataset of arrays in memory (CIFAR-10) has nothing left to check.
     """
     from data.errors import DatasetError
     from data.transforms import check_image
@@ -260,8 +260,6 @@ def validate_data(datasets, index_dir: str | Path | None) -> None:
                 from None
 
     for dataset in datasets:
-        if not hasattr(dataset, "verify"):
-            continue
         index = FileIndex.for_dataset(index_dir, dataset)
         try:
             dataset.verify(lambda path, index=index: checked(path, index))

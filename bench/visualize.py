@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from bench import checkpoint
 from bench.build import build_datasets, build_detector, instantiate_node
 from bench.errors import BenchError
+from bench.record import RECORD
 from models.vis_decoder import VisDecoder
 
 VIS_CKPT = "vis_decoder.ckpt"
@@ -32,7 +33,7 @@ def _backbone_and_data(cfg: DictConfig, device):
     if cfg.model.input != "features":
         raise BenchError(f"model={cfg.model.name} reconstructs images; the vis decoder renders features")
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name).to(device).eval()
-    train_set, test_set = build_datasets(cfg)
+    train_set, test_set = build_datasets(cfg.data)
     return backbone, train_set, test_set
 
 
@@ -64,18 +65,26 @@ def train_vis_decoder(cfg: DictConfig, run_dir: Path, device) -> dict:
     return {"vis_decoder": str(path), "loss_first": losses[0], "loss_last": losses[-1]}
 
 
-def _load_run(run_dir: str, device):
-    record_path = Path(run_dir) / "metrics.json"
+def _load_run(run_dir: str, cfg: DictConfig, device):
+    """The detector of a finished fit run, rebuilt from the installed config groups as its checkpoint (or,
+    for checkpoints without a config, its record) says (``checkpoint.model_config``: nothing from a file
+    is ever instantiated)."""
+    record_path = Path(run_dir) / RECORD
     if not record_path.is_file():
-        raise BenchError(f"vis.models entry {run_dir} has no metrics.json: give finished fit run dirs")
+        raise BenchError(f"vis.models entry {run_dir} has no {RECORD}: give finished fit run dirs")
     ckpt = Path(run_dir) / checkpoint.CKPT
     state = checkpoint.load(ckpt, own=False)
-    # the checkpoint's own config builds its model (older checkpoints without one: the record's)
-    saved = state.get("config")
-    cfg = OmegaConf.create(saved if isinstance(saved, dict) else json.loads(record_path.read_text())["config"])
-    detector = build_detector(cfg).to(device).eval()
+    saved, choices = state.get("config"), state.get("choices")
+    if not isinstance(saved, dict):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"vis.models entry {run_dir}: {record_path} cannot be read ({exc})") from None
+        saved, choices = record.get("config"), record.get("choices")
+    run_cfg, _ = checkpoint.model_config(cfg, saved, choices, given=[], source=ckpt)
+    detector = build_detector(run_cfg).to(device).eval()
     checkpoint.load_detector_state(detector, state["model"], ckpt)
-    return cfg, detector
+    return run_cfg, detector
 
 
 def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
@@ -96,7 +105,7 @@ def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
     backbone, _, test_set = _backbone_and_data(cfg, device)
     models = []
     for path in cfg.vis.models:
-        run_cfg, detector = _load_run(str(path), device)
+        run_cfg, detector = _load_run(str(path), cfg, device)
         if run_cfg.backbone.name != state["backbone"] or detector.backbone.out_channels != state["in_channels"]:
             raise BenchError(f"{path} uses backbone {run_cfg.backbone.name}; the vis decoder was trained on "
                              f"{state['backbone']}: train one on the same backbone")
@@ -104,7 +113,7 @@ def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
                                                   else ""), detector))
     # anomalous test images, spread over categories
     picks, seen = [], set()
-    samples = getattr(test_set, "samples", [])
+    samples = test_set.samples
     for i, s in enumerate(samples):
         if s.label == 1 and s.category not in seen:
             picks.append(i)

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
+from data.mvtec import Sample
 from data.transforms import to_input
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -103,13 +104,19 @@ def load_split(root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
 class Cifar10ManyVsMany(Dataset):
     """CIFAR-10 as dicts: image [3,S,S], mask [1,S,S] (all 0 or all 1), label, category, path."""
 
+    has_masks = True  # each mask is the image's label (all zeros or all ones)
+
     def __init__(
         self,
         root: str | os.PathLike,
         split: str,
         normal_classes: list[int],
         image_size: int = 224,
+        categories: list[str] | None = None,
     ):
+        if categories is not None:
+            raise DatasetError(f"data.categories={list(categories)}: CIFAR-10 has the one category 'cifar10'; "
+                               "give null and choose data.normal_classes")
         normal = sorted({int(c) for c in normal_classes})
         if not normal or normal[0] < 0 or normal[-1] > 9 or len(normal) == 10:
             raise ValueError(f"normal_classes must be some, not all, of 0..9; got {list(normal_classes)}")
@@ -126,6 +133,21 @@ class Cifar10ManyVsMany(Dataset):
         self.classes = classes
         self.labels = (~np.isin(classes, normal)).astype(np.int64)
         self.categories = ["cifar10"]
+        self.root = str(batches_dir(root))
+        self._files = [str(Path(self.root) / name) for name in SPLIT_FILES[split]]
+        self.samples = [Sample(self._name(i), "cifar10", "good" if not label else CLASSES[self.classes[i]],
+                               int(label), None) for i, label in enumerate(self.labels)]
+
+    def _name(self, index: int) -> str:
+        return f"cifar10/{self.split}/{index:05d}_{CLASSES[self.classes[index]]}"
+
+    def files(self) -> list[str]:
+        """The batch files of the split."""
+        return list(self._files)
+
+    def verify(self, check=None) -> dict:
+        """Nothing left to check: the batches were read completely when the dataset was built."""
+        return {}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,5 +160,5 @@ class Cifar10ManyVsMany(Dataset):
             "mask": torch.full((1, size, size), float(label)),
             "label": label,
             "category": "cifar10",
-            "path": f"cifar10/{self.split}/{index:05d}_{CLASSES[self.classes[index]]}",
+            "path": self._name(index),
         }

@@ -154,7 +154,10 @@ def verify_files(paths: list[str], check: Callable[[str], object] = check_image)
 
 
 class MVTecDataset(Dataset):
-    """MVTec-AD-layout images as dicts: image [3,S,S], mask [1,S,S] (0/1), label, category, path."""
+    """MVTec-AD-layout images as dicts: image [3,S,S], mask [1,S,S] (0/1), label, category, path
+    (``data.protocol.AnomalyDataset``; ``conf/data/mvtec.yaml``)."""
+
+    has_masks = True  # every defective test image has its mask (``scan`` requires it)
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from data.errors import DatasetError
+from data.mvtec import MVTecDataset
 
 VERSION = "v3"
 # Grey scikit-image textures, tinted (RGB gains) so categories differ in colour as well as structure.
@@ -389,3 +390,12 @@ def ensure(root: str | os.PathLike, **params) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+class SyntheticDataset(MVTecDataset):
+    """The generated dataset for ``generator``'s parameters under ``root`` (generated on first use by
+    ``ensure``), read as the MVTec AD layout (``conf/data/synthetic.yaml``)."""
+
+    def __init__(self, root: str | os.PathLike, split: str, *, generator: dict, categories: list[str] | None,
+                 image_size: int):
+        super().__init__(ensure(root, **dict(generator)), split, categories=categories, image_size=image_size)

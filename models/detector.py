@@ -2,9 +2,14 @@
 
 ``FeatureDetector``: frozen backbone features → reconstruction model → loss / anomaly map
 (UniAD and the C.1 baselines). ``ImageDetector``: the reconstruction target is the image itself
-(Metaformer autoencoder A). Both expose the same four steps so one trainer drives them:
-``target(images)``, ``reconstruct(target)``, ``loss(target, rec)``, ``anomaly_map(target, rec, size)``.
+(Metaformer autoencoder A). ``StatisticsDetector``: frozen features → statistics fitted in one pass
+(PaDiM, PatchCore). All three satisfy ``Detector``, so one trainer and one evaluation drive them:
+``target(images)``, ``reconstruct(target)``, ``loss(target, rec)``, ``anomaly_map(target, rec, size)``,
+``image_scores(target, rec, amap)``.
 """
+
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -12,7 +17,48 @@ from torch import nn
 from models.losses import MSELoss, ReconstructionLoss, upsample_map
 
 
+@runtime_checkable
+class Detector(Protocol):
+    """What training, the feature cache and evaluation use of a detector."""
+
+    frozen_target: bool       # the target of an image never changes (the feature cache may hold it)
+    fits_by_statistics: bool  # fitted in one pass (``fit_batches``), no optimiser, no loss
+
+    def target(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def reconstruct(self, target: torch.Tensor): ...
+
+    def loss(self, target: torch.Tensor, rec) -> torch.Tensor: ...
+
+    def anomaly_map(self, target: torch.Tensor, rec, size) -> torch.Tensor: ...
+
+    def image_scores(self, target: torch.Tensor, rec, amap: torch.Tensor) -> torch.Tensor | None:
+        """The method's own image scores, or None for the suite's (``eval.score`` of the pooled map)."""
+
+
+class OnePassStatistics(Protocol):
+    """A method fitted by statistics of the training features (``models.padim.PaDiM``,
+    ``models.patchcore.PatchCore``), driven by ``StatisticsDetector``."""
+
+    def fit(self, batches: Iterable[torch.Tensor]) -> dict:
+        """Read every training feature map once; return figures of the fit (for the record)."""
+
+    def score(self, features: torch.Tensor): ...
+
+    def anomaly_map(self, scores, size) -> torch.Tensor: ...
+
+    def image_scores(self, scores, amap: torch.Tensor) -> torch.Tensor | None: ...
+
+    def stored_numbers(self) -> dict:
+        """How many numbers the fitted statistics hold (Table S7's storage column)."""
+
+    def probe(self) -> nn.Module:
+        """A copy on the meta device, for counting FLOPs without data."""
+
+
 class FeatureDetector(nn.Module):
+    fits_by_statistics = False
+
     def __init__(self, backbone: nn.Module, reconstruction: nn.Module, loss: ReconstructionLoss):
         super().__init__()
         self.backbone = backbone
@@ -36,6 +82,9 @@ class FeatureDetector(nn.Module):
     def anomaly_map(self, target, rec, size):
         return upsample_map(self.criterion.anomaly_map(target, rec), size)
 
+    def image_scores(self, target, rec, amap) -> None:
+        return None  # the suite's score of the map
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images → anomaly map at image size."""
         target = self.target(images)
@@ -46,6 +95,7 @@ class ImageDetector(nn.Module):
     """Image reconstruction (Metaformer autoencoder A): map = per-pixel L2 error over RGB."""
 
     frozen_target = False
+    fits_by_statistics = False
 
     def __init__(self, reconstruction: nn.Module, loss: ReconstructionLoss | None = None):
         super().__init__()
@@ -64,12 +114,15 @@ class ImageDetector(nn.Module):
     def anomaly_map(self, target, rec, size):
         return upsample_map(self.criterion.anomaly_map(target, rec), size)
 
+    def image_scores(self, target, rec, amap) -> None:
+        return None  # the suite's score of the map
+
     def forward(self, images):
         return self.anomaly_map(images, self.reconstruct(images), images.shape[-2:])
 
 
 class StatisticsDetector(nn.Module):
-    """Frozen features → statistics fitted in one pass, no optimiser (PaDiM, PatchCore; issue 15).
+    """Frozen features → statistics fitted in one pass, no optimiser (PaDiM, PatchCore).
 
     Same steps as ``FeatureDetector`` so evaluation treats it alike: ``reconstruct`` returns what the
     method's ``anomaly_map`` and ``image_scores`` need (nearest-neighbour distances, Mahalanobis
@@ -80,7 +133,7 @@ class StatisticsDetector(nn.Module):
     fits_by_statistics = True
     frozen_target = True
 
-    def __init__(self, backbone: nn.Module, method: nn.Module):
+    def __init__(self, backbone: nn.Module, method: OnePassStatistics):
         super().__init__()
         if not getattr(backbone, "frozen", False):
             raise ValueError("PaDiM and PatchCore fit statistics of frozen features: set backbone.frozen=true")

@@ -67,9 +67,9 @@ def cache_files(root: Path) -> list[Path]:
 
 def job_features(overrides: list[str], split: str = "train"):
     cfg = compose_cfg([*SMOKE, *overrides])
-    train_set, test_set = build_datasets(cfg)
+    train_set, test_set = build_datasets(cfg.data)
     detector = build_detector(cfg)
-    return _features(detector, train_set if split == "train" else test_set, cfg, split, CPU)
+    return _features(detector, train_set if split == "train" else test_set, cfg, split, CPU)[:2]
 
 
 def test_same_key_hits_without_recomputing(paths, computed):
@@ -77,7 +77,7 @@ def test_same_key_hits_without_recomputing(paths, computed):
     assert hit is False and len(computed) == 1
     files = cache_files(paths / "cache")
     assert len(files) == 1 and files[0].name == "train.pt"
-    assert first.dtype == torch.float16 and first.shape[0] == len(build_datasets(compose_cfg(SMOKE))[0])
+    assert first.dtype == torch.float16 and first.shape[0] == len(build_datasets(compose_cfg(SMOKE).data)[0])
 
     # a new job (new detector) whose config differs only in what does not change the features
     again, hit = job_features(["trainer.lr=0.5", "seed=7", "arch.hidden_dim=16", "loss=cosine"])
@@ -104,7 +104,7 @@ def test_every_key_part_invalidates(paths, computed):
 def test_train_and_test_splits_have_their_own_files(paths, computed):
     train, _ = job_features([], "train")
     test, _ = job_features([], "test")
-    train_set, test_set = build_datasets(compose_cfg(SMOKE))
+    train_set, test_set = build_datasets(compose_cfg(SMOKE).data)
     assert (train.shape[0], test.shape[0]) == (len(train_set), len(test_set)) and len(train_set) != len(test_set)
     assert {f.name for f in cache_files(paths / "cache")} == {"train.pt", "test.pt"}
 
@@ -127,9 +127,9 @@ def fake_dataset(n=6):
     return [{"image": torch.randn(3, 4, 4, generator=g)} for _ in range(n)]
 
 
-def cached(root, dataset, dtype="float16"):
-    return fc.cached_features(FakeDetector(), dataset, split="train", key_parts={"data": "fake"},
-                              cache_root=str(root), dtype=dtype, batch_size=4, device=CPU)
+def cached(root, dataset, dtype="float16", files=()):
+    return fc.cached_features(FakeDetector(), dataset, split="train", key_parts={"data": "fake"}, files=list(files),
+                              index=None, cache_root=str(root), dtype=dtype, batch_size=4, device=CPU)[:2]
 
 
 def test_corrupt_or_wrong_cache_files_are_recomputed(tmp_path, computed):
@@ -182,14 +182,11 @@ def test_changed_image_files_invalidate(tmp_path, computed):
     for f in files:
         f.write_bytes(b"x")
 
-    class Files(list):
-        samples = files
-
-    data = Files(fake_dataset())
-    assert cached(tmp_path / "cache", data)[1] is False
-    assert cached(tmp_path / "cache", data)[1] is True
+    data = fake_dataset()
+    assert cached(tmp_path / "cache", data, files=map(str, files))[1] is False
+    assert cached(tmp_path / "cache", data, files=map(str, files))[1] is True
     files[2].write_bytes(b"a new image")
-    assert cached(tmp_path / "cache", data)[1] is False and len(computed) == 2
+    assert cached(tmp_path / "cache", data, files=map(str, files))[1] is False and len(computed) == 2
 
 
 def test_cache_files_are_readable_by_other_jobs(tmp_path):
@@ -276,7 +273,7 @@ def test_a_cache_hit_trains_as_the_miss_that_wrote_it(paths):
     # fp16 rounding may swap one near-tied pair (seen once the synthetic data became v3), so at most one step
     pixel = [k for k in aurocs(miss) if k.endswith("pixel_auroc")]
     assert max(abs(aurocs(miss)[k] - aurocs(fp32)[k]) for k in pixel) <= FP16_AUROC_TOL
-    _, test_set = build_datasets(compose_cfg(SMOKE))
+    _, test_set = build_datasets(compose_cfg(SMOKE).data)
     step = max(1 / (sum(s.label == 0 for s in test_set.samples if s.category == c)
                     * sum(s.label == 1 for s in test_set.samples if s.category == c)) for c in test_set.categories)
     assert max_delta(aurocs(miss), aurocs(fp32)) <= step + 1e-9
@@ -291,11 +288,11 @@ def test_a_random_backbone_is_keyed_on_the_seed(paths, computed):
 
     cfg0 = compose_cfg([*SMOKE, "backbone.weights=none", "seed=0"])
     cfg1 = compose_cfg([*SMOKE, "backbone.weights=none", "seed=1"])
-    train_set, _ = build_datasets(cfg0)
+    train_set, _ = build_datasets(cfg0.data)
     seed_everything(0)
-    f0, hit0 = _features(build_detector(cfg0), train_set, cfg0, "train", CPU)
+    f0, hit0, _ = _features(build_detector(cfg0), train_set, cfg0, "train", CPU)
     seed_everything(1)
-    f1, hit1 = _features(build_detector(cfg1), train_set, cfg1, "train", CPU)
+    f1, hit1, _ = _features(build_detector(cfg1), train_set, cfg1, "train", CPU)
     assert (hit0, hit1) == (False, False) and len(computed) == 2
     assert not torch.equal(f0, f1) and len({f.parent for f in cache_files(paths / "cache")}) == 2
     # a pretrained backbone's features do not depend on the seed: one key for every seed

@@ -107,7 +107,7 @@ def test_weights_gone_non_finite_in_the_last_step_are_not_checkpointed(paths, mo
     cfg = compose_cfg(SMOKE)
     from bench.build import build_datasets
 
-    steps_per_epoch = math.ceil(len(build_datasets(cfg)[0]) / int(cfg.trainer.batch_size))
+    steps_per_epoch = math.ceil(len(build_datasets(cfg.data)[0]) / int(cfg.trainer.batch_size))
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", poisoned)
     run_dir = paths / "r"
     with pytest.raises(FloatingPointError, match="non-finite"):
@@ -209,7 +209,7 @@ def test_eval_rebuilds_the_model_from_the_checkpoint_and_refuses_a_conflicting_o
     record = record_of(paths / "fit")
     record["config"]["arch"]["hidden_dim"] = 999
     (paths / "fit" / "metrics.json").write_text(json.dumps(record))
-    run_cfg, detector = _load_run(str(paths / "fit"), torch.device("cpu"))
+    run_cfg, detector = _load_run(str(paths / "fit"), compose_cfg(["profile=smoke"]), torch.device("cpu"))
     assert run_cfg.arch.hidden_dim == 16 and run_cfg.decoder.design == "lqd_b"
 
     other = [*overrides, "profile=demo"]  # another profile sets other sizes: a conflict too
