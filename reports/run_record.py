@@ -41,13 +41,11 @@ NEUTRAL: dict[str, frozenset[str]] = {
     "rerun": _ALL,
     "lock_stale_h": _ALL,
     "ckpt": frozenset({"resume", "average"}),  # task=eval reads it: another checkpoint is another result
-    # where data and caches live (the data itself is data.root, which is compared)
-    "paths.data_root": _ALL,
+    # where data and caches live; the data itself is data.root, which is compared (and names the run dir:
+    # the roots of mvtec and synthetic derive from paths.data_root)
+    "paths.data_root": _RUN,
     "paths.cache_root": _ALL,
     "logger": _ALL,  # where scalars are logged
-    # a machine choice kept out of run-dir names; the numbers differ (CUDA takes F.dropout), so a resume
-    # or skip across devices is refused, and reports keep devices apart
-    "trainer.device": frozenset({"rundir"}),
     "trainer.num_workers": _RUN,  # data-loader processes
     "trainer.ckpt_every": _RUN,  # how often last.ckpt is written
     "cache.disk": _RUN,  # cached features on disk or in memory: the same tensors
