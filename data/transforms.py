@@ -78,6 +78,14 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def _header_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation known without decoding: PIL reads a PNG's eXIf chunk placed after the pixels
+    only by decoding them (JPEG, TIFF and WebP keep it in the header), so such a PNG counts as upright."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return None
+    return image.getexif().get(_ORIENTATION)
+
+
 def shown_size(path: str | os.PathLike) -> tuple[int, int]:
     """Width and height of the image as shown (EXIF orientation applied), from the header only.
 
@@ -86,7 +94,7 @@ def shown_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with _open(path) as image:
             width, height = image.size
-            turned = image.getexif().get(_ORIENTATION) in _TURNED
+            turned = _header_orientation(image) in _TURNED
     except DatasetError:
         raise
     except (OSError, ValueError, SyntaxError) as error:

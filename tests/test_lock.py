@@ -122,7 +122,7 @@ def test_a_reused_pid_does_not_block_the_cell(tmp_paths, live_pid, monkeypatch):
 
 def test_a_rerun_trains_a_cell_whose_lock_pid_was_reused(tmp_paths, live_pid, monkeypatch):
     trained = []
-    monkeypatch.setattr(bench.job, "_run", lambda cfg, run_dir, overrides: trained.append(run_dir) or {})
+    monkeypatch.setattr(bench.job, "_run", lambda cfg, run_dir, *rest: trained.append(run_dir) or {})
     write_lock(tmp_paths / "cell", pid=live_pid, pid_start=_identity(live_pid)["pid_start"] - 5)
     run(compose_cfg(["profile=smoke", "rerun=true"]), tmp_paths / "cell")
     assert trained == [tmp_paths / "cell"]
