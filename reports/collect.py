@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.run_record import RECORD, flatten, is_neutral
+from reports.run_record import RECORD, Metrics, Record, flatten, is_neutral, parse_record
 
 FIXED_COLUMNS = (
     "run_dir",
@@ -120,46 +120,42 @@ def swept_of(overrides: Iterable[str]) -> str:
     return ",".join(keep)
 
 
-def record_row(record: dict, run_dir: str | Path) -> dict:
-    """One DataFrame row (a flat dict) from one record."""
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
-    complexity = record.get("complexity") if isinstance(record.get("complexity"), dict) else {}
-    overrides = tuple(str(o) for o in (record.get("overrides") or []))
-    status = str(record.get("status") or "unknown")
-    error = record.get("error")
-    if status != "completed" and not error:
-        error = f"status {status!r} (no error recorded)"
-    experiment = record.get("experiment", config.get("experiment"))
-    seed = record.get("seed", config.get("seed"))
+def record_row(record: Record | dict, run_dir: str | Path) -> dict:
+    """One DataFrame row (a flat dict) from one record checked against the contract (a raw record is
+    parsed first: ``parse_record``, RecordError when it breaks the contract)."""
+    if not isinstance(record, Record):
+        record = parse_record(record)
+    metrics = record.metrics or Metrics(mean={}, per_class={})
+    error = record.error
+    if record.status != "completed" and not error:
+        error = f"status {record.status!r} (no error recorded)"
     row = {
         "run_dir": Path(run_dir).as_posix(),
-        "status": status,
-        "error": " ".join(str(error).split()) if error else None,
-        "task": record.get("task", config.get("task")),
-        "experiment": experiment if experiment not in ("", None) else None,
-        "seed": int(seed) if isinstance(seed, int | float) and not is_missing(seed) else None,
-        "n_seeds": config.get("n_seeds") if isinstance(config.get("n_seeds"), int) else None,
-        "overrides": overrides,
-        "swept": swept_of(overrides),
+        "status": record.status,
+        "error": " ".join(error.split()) if error else None,
+        "task": record.task,
+        "experiment": record.experiment,
+        "seed": record.seed,
+        "n_seeds": record.n_seeds,
+        "overrides": record.overrides,
+        "swept": swept_of(record.overrides),
         "has_maps": (Path(run_dir) / "maps").is_dir(),
+        "git_sha": record.env.get("git_sha"),
+        "git_dirty": record.env.get("git_dirty"),
     }
-    env = record.get("env") if isinstance(record.get("env"), dict) else {}
-    row["git_sha"] = env.get("git_sha")
-    row["git_dirty"] = env.get("git_dirty")
-    row.update(flatten(config, "config"))
-    for name, value in (metrics.get("mean") or {}).items():
+    row.update(flatten(record.config, "config"))
+    for name, value in metrics.mean.items():
         row[f"metric.{name}"] = _number(value)
     seven = [row.get(f"metric.{name}") for name in MAD_OF]
     if all(isinstance(v, float) and not math.isnan(v) for v in seven):
         row["metric.mad"] = sum(seven) / len(seven)
-    for category, values in (metrics.get("per_class") or {}).items():
-        for name, value in (values or {}).items():
+    for category, values in metrics.per_class.items():
+        for name, value in values.items():
             row[f"per_class.{category}.{name}"] = _number(value)
-    for category, values in (metrics.get("undefined") or {}).items():
-        for name, why in (values or {}).items():
-            row[f"undefined.{category}.{name}"] = " ".join(str(why).split())
-    for name, value in complexity.items():
+    for category, values in metrics.undefined.items():
+        for name, why in values.items():
+            row[f"undefined.{category}.{name}"] = " ".join(why.split())
+    for name, value in record.complexity.items():
         row[f"complexity.{name}"] = _number(value) if not isinstance(value, str) else value
     return row
 
@@ -216,8 +212,8 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     rows, unreadable = [], []
     for record_path in find_records(paths):
         try:
-            record = load_record(record_path)
-        except ValueError as exc:
+            record = parse_record(load_record(record_path))
+        except ValueError as exc:  # not JSON, or not a record (RecordError): listed, the rest renders
             unreadable.append((record_path.as_posix(), str(exc)))
             continue
         rows.append(record_row(record, record_path.parent))

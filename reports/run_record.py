@@ -148,6 +148,7 @@ class Metrics:
     mean: dict[str, float | None]
     per_class: dict[str, dict[str, float | None]]
     note: str | None = None
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)  # class -> metric -> why it is None
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,12 @@ def _metrics(raw) -> Metrics | None:
         raise _fail("metrics.per_class", f"must be a mapping of categories, not {type(per_class_raw).__name__}")
     per_class = {str(c): _metric_map(v or {}, f"metrics.per_class.{c}") for c, v in per_class_raw.items()}
     note = raw.get("note")
-    return Metrics(mean=mean, per_class=per_class, note=str(note) if note is not None else None)
+    undefined = raw.get("undefined") or {}
+    if not isinstance(undefined, dict) or not all(
+            isinstance(v, dict) and all(isinstance(w, str) for w in v.values()) for v in undefined.values()):
+        raise _fail("metrics.undefined", "must map categories to {metric: reason}")
+    return Metrics(mean=mean, per_class=per_class, note=str(note) if note is not None else None,
+                   undefined={str(c): {str(m): w for m, w in v.items()} for c, v in undefined.items()})
 
 
 def _numeric_complexity_key(name: str) -> bool:

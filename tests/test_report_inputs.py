@@ -15,7 +15,7 @@ from reports.declaration import parse_table
 from reports.grid import main_grid, per_class_grids
 from reports.latex import grid_latex
 from reports.paper import load_paper
-from reports.report import build_report, write_report
+from reports.report import build_report, markdown_report, write_report
 from tests.test_reports import write_run
 
 GENERATOR = {"data__generator__seed": 0, "data__generator__n_train": 20}  # what old profiles wrote everywhere
@@ -136,3 +136,32 @@ def test_a_row_id_mean_beside_a_mean_row_is_refused(tmp_path):
                     "        - {id: mean, overrides: [loss=mse]}\n        - {id: b, overrides: [loss=cosine]}\n")
     with pytest.raises(ValueError, match=r"t.yaml: row id mean is taken by the mean row"):
         parse_table(path)
+
+
+BAD_RECORDS = {  # what a probe wrote -> the field the reason must name
+    "huge": ({"metrics__mean__image_auroc": 1e308}, "metrics.mean.image_auroc"),
+    "minus_inf": ({"metrics__mean__pixel_auroc": float("-inf")}, "metrics.mean.pixel_auroc"),
+    "list": ({"metrics__mean__image_auroc": [0.9]}, "metrics.mean.image_auroc"),
+    "dict": ({"metrics__mean__image_auroc": {"v": 0.9}}, "metrics.mean.image_auroc"),
+    "per_class_list": ({"metrics__per_class": [0.9]}, "metrics.per_class"),
+    "seed": ({"seed": 10**30}, "seed"),
+    "gflops": ({"complexity__gflops": "many"}, "complexity.gflops"),
+    "string": ({"metrics__mean__image_auroc": "0.93"}, "metrics.mean.image_auroc"),
+    "bool": ({"metrics__mean__image_auroc": True}, "metrics.mean.image_auroc"),
+}
+
+
+def test_each_malformed_record_is_listed_as_unreadable_and_the_rest_renders(tmp_path):
+    _s4(tmp_path, "good", 1, 0.9)
+    for name, (fields, _) in BAD_RECORDS.items():
+        _edit(_s4(tmp_path, name, 2, 0.8, complexity={"gflops": 1.0}), **fields)
+    report = build_report([tmp_path])
+    unreadable = dict(report.collection.unreadable)
+    assert len(unreadable) == len(BAD_RECORDS)
+    for name, (_, field) in BAD_RECORDS.items():
+        reason = unreadable[(tmp_path / name / "metrics.json").as_posix()]
+        assert field in reason and "\n" not in reason, (name, reason)
+    assert len(report.frame) == 1  # only the good record is a run
+    md = markdown_report(report)
+    assert "90.0 (n=1)" in md and "93.0" not in md and "100.0" not in md
+    assert f"{len(BAD_RECORDS)} unreadable" in md and "huge/metrics.json" in md

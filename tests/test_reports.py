@@ -282,7 +282,7 @@ def make_runs(root: Path) -> Path:
         det=0.91,
         loc=0.92,
         n_seeds=None,
-        overrides=["model=mlp", "seed=1", "trainer.device=cpu"],
+        overrides=["model=mlp", "seed=1", "trainer.num_workers=4"],
         model__name="mlp",
     )
     write_run(
@@ -457,7 +457,7 @@ def test_s2_runs_with_different_configs_are_not_averaged(report):
     assert by_epochs["trainer.epochs=40"]["Det. ours"] == _by_hand([0.966, 0.964])
     assert by_epochs["trainer.epochs=40"]["Det. paper"] == "96.5"
     assert any("not averaged together" in n and "trainer.epochs" in n for n in grid.notes)
-    # seed and machine-specific keys (paths, data.root, trainer.device) never split a row
+    # seed and machine-specific keys (paths, trainer.num_workers) never split a row
     assert sum(1 for r in grid.rows if r[0] == "1") == 1
 
 
@@ -565,7 +565,7 @@ def test_generic_table_for_runs_without_experiment(report):
     assert grid.columns[0] == "overrides"
     assert [r[0] for r in grid.rows] == ["(defaults)", "model=mlp"]
     mlp = _row(grid, "model=mlp")
-    assert _unmarked(mlp["Det."]) == _by_hand([0.91, 0.93]) and mlp["seeds"] == "2"  # trainer.device does not split
+    assert _unmarked(mlp["Det."]) == _by_hand([0.91, 0.93]) and mlp["seeds"] == "2"  # num_workers does not split
     md = markdown_report(report)
     assert "Not tabulated (tasks without metrics): train_vis_decoder: 1." in md
     assert "broken/metrics.json" in md
