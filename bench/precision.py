@@ -1,4 +1,4 @@
-"""Numeric precision of training and evaluation (DESIGN.md section 7): ``fp32`` | ``tf32`` | ``bf16``.
+"""Numeric precision of training and evaluation (README, Performance): ``fp32`` | ``tf32`` | ``bf16``.
 
 * ``fp32``: real fp32 matmuls everywhere (TF32 off on CUDA, oneDNN kept at IEEE fp32 on CPU), the
   official recipe's precision and ``profile=paper``'s.
@@ -7,8 +7,14 @@
 * ``bf16``: ``torch.autocast`` to bfloat16 (matmuls, attention, convolutions); parameters, gradients,
   optimizer state and the loss stay fp32 (the loss is computed on fp32 casts of its inputs).
 
-``configure`` sets the process-wide flags; ``autocast`` is the context a forward runs in;
-``effective`` is what the matmuls really ran in, for the run record's ``env``.
+What autocast keeps in fp32 differs by device: CUDA's autocast runs LayerNorm (and softmax, the losses) in
+fp32, so on CUDA plain ``bf16`` already carries an fp32 token stream after every norm; CPU's keeps LayerNorm
+in its input's dtype (bf16 after a bf16 residual add). README, Performance, has the table per device.
+
+``configure`` sets the process-wide flags (TF32, oneDNN fp32, and the SDPA backends: cuDNN attention off
+unless ``allow_cudnn_attention(True)``, so training and evaluation run the same fused kernels);
+``autocast`` is the context a forward runs in; ``effective`` is what the matmuls really ran in, for the run
+record's ``env``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ import torch
 from bench.errors import BenchError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+_CUDNN_ATTENTION = [False]  # cuDNN's SDPA kernel: eligible for bf16 evaluation only, and with open mask bugs
+
+
+def allow_cudnn_attention(allowed: bool) -> None:
+    """Let SDPA pick cuDNN's attention kernel from the next ``configure`` on (off by default)."""
+    _CUDNN_ATTENTION[0] = bool(allowed)
 
 
 def check(precision: str) -> str:
@@ -45,6 +57,7 @@ def configure(precision: str, device: torch.device) -> str:
     torch.backends.cudnn.allow_tf32 = tf32
     # "highest" also keeps oneDNN's CPU matmuls in IEEE fp32 ("high" would allow reduced precision)
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cuda.enable_cudnn_sdp(_CUDNN_ATTENTION[0])
     return used
 
 

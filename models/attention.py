@@ -4,8 +4,12 @@ Position embeddings are added to the query and the key of every attention, never
 (UNIAD_SPEC 1.5). The parameters are ``nn.MultiheadAttention``'s (same names, same init, so official
 checkpoints load unchanged), but the forward is written out so that it runs on the fast kernels:
 
-* without dropout (evaluation) or on CUDA: ``F.scaled_dot_product_attention`` with the neighbor mask as a
-  boolean mask (fused flash / memory-efficient kernels; CUDA draws the attention dropout inside them);
+* without dropout (evaluation) or on CUDA: ``F.scaled_dot_product_attention`` with the neighbor mask as an
+  additive mask (fused flash / memory-efficient kernels; CUDA draws the attention dropout inside them). The
+  additive form (-inf where blocked) is built once per mask, dtype and device (``additive_mask``), in a buffer
+  whose rows are padded to 16 elements, the alignment of the memory-efficient kernel: SDPA would otherwise
+  invert, convert and pad a boolean mask on every call. ``sdpa_kernels`` records which kernel SDPA chose;
+  the cuDNN kernel is off unless ``bench.precision.allow_cudnn_attention`` asks for it;
 * training on CPU with attention dropout, which PyTorch's fused CPU kernel does not support: the same
   mathematics written out, ``softmax(q k^T / sqrt(d) + M) -> dropout -> @ v`` with the additive mask
   fused into the ``baddbmm`` and the dropout's 1/(1-p) applied to ``v`` (6x smaller than the attention matrix).
@@ -21,12 +25,68 @@ CUDA the standard ``F.dropout`` is used (inductor and CUDA generate their own fu
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakTensorKeyDictionary
 
 _LANES = 1 << 16
+_ALIGN = 16  # elements: the memory-efficient SDPA kernel's alignment of a mask row
+_ADDITIVE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()  # bool mask -> {(dtype, device, version): buffer}
+_KERNELS: dict | None = None  # set by ``sdpa_kernels``: {"train" | "eval": kernel names seen}
+_SDPA_NAMES = {0: "math", 1: "flash", 2: "memory-efficient", 3: "cudnn", 4: "overrideable"}
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, M) view, 0 where allowed and -inf where ``mask`` (bool, True = blocked) blocks, in ``dtype``.
+
+    Built once per mask, dtype and device, and kept while the mask lives (a model's buffer). The view's rows
+    lie ``_ALIGN``-aligned in a padded buffer, so SDPA neither converts nor pads it per call. Under
+    ``torch.compile`` it is built inline (inductor folds it).
+    """
+    if torch.compiler.is_compiling():
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, float("-inf"))
+    per_mask = _ADDITIVE.setdefault(mask, {})
+    key = (dtype, mask.device, mask._version)
+    buffer = per_mask.get(key)
+    if buffer is None:
+        n, m = mask.shape
+        padded = -(-m // _ALIGN) * _ALIGN
+        with torch.inference_mode(False), torch.no_grad():  # reusable by training after an inference pass
+            buffer = torch.zeros(n, padded, dtype=dtype, device=mask.device)[:, :m].masked_fill_(mask, float("-inf"))
+        per_mask.clear()  # an older version or dtype of this mask is not needed again
+        per_mask[key] = buffer
+    return buffer
+
+
+@contextlib.contextmanager
+def sdpa_kernels():
+    """Record the SDPA kernel each attention call would run: yields ``{"train": set, "eval": set}``.
+
+    Training on CPU with dropout runs the written-out mathematics (``"math (CPU dropout path)"``); the others
+    ask PyTorch's kernel selection (``torch._fused_sdp_choice``, the choice ``scaled_dot_product_attention``
+    makes under the current backend flags).
+    """
+    global _KERNELS
+    saved, _KERNELS = _KERNELS, {"train": set(), "eval": set()}
+    try:
+        yield _KERNELS
+    finally:
+        _KERNELS = saved
+
+
+def _record_kernel(training: bool, q, k, v, attn_mask, p: float, cpu_dropout: bool) -> None:
+    if cpu_dropout:
+        name = "math (CPU dropout path)"
+    else:
+        try:
+            name = _SDPA_NAMES.get(int(torch._fused_sdp_choice(q, k, v, attn_mask, p, False)), "unknown")
+        except (AttributeError, RuntimeError) as exc:  # a private API: say so rather than fail a benchmark
+            name = f"unknown ({type(exc).__name__})"
+    _KERNELS["train" if training else "eval"].add(f"{name}, {str(q.dtype).removeprefix('torch.')}")
 
 
 def _cpu_fast(x: torch.Tensor) -> bool:
@@ -164,12 +224,16 @@ class PositionalAttention(nn.Module):
         p = mha.dropout if self.training else 0.0
         # explicit dtypes from here: q and k fp32 with a bf16 v must not be cast back to bf16 by autocast
         with torch.autocast(kind, enabled=False):
-            if p > 0 and _cpu_fast(query):
-                out = self._attention_with_cpu_dropout(q, k, v, mask, p)
+            cpu_dropout = p > 0 and _cpu_fast(query)
+            if not cpu_dropout and v.dtype != q.dtype:  # SDPA takes one dtype: the weighted sum in fp32 as well
+                v = v.to(q.dtype)
+            attn_mask = None if mask is None else additive_mask(mask, q.dtype)
+            if _KERNELS is not None and not torch.compiler.is_compiling():
+                _record_kernel(self.training, q, k, v, attn_mask, p, cpu_dropout)
+            if cpu_dropout:
+                out = self._attention_with_cpu_dropout(q, k, v, attn_mask, p)
             else:
-                if v.dtype != q.dtype:  # SDPA takes one dtype: the weighted sum in fp32 as well
-                    v = v.to(q.dtype)
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ~mask, dropout_p=p)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         out = out.transpose(1, 2).reshape(b, n, d)
         return F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
 
@@ -182,18 +246,17 @@ class PositionalAttention(nn.Module):
         return F.linear(query + pos, w[:d], bias[:d]), F.linear(key_value + pos, w[d : 2 * d], bias[d : 2 * d])
 
     @staticmethod
-    def _attention_with_cpu_dropout(q, k, v, mask, p):
+    def _attention_with_cpu_dropout(q, k, v, additive, p):
         """softmax(q k^T / sqrt(d) + M), dropout, @ v: the math path of SDPA, with the cheap dropout.
 
-        Scores, softmax and mask in q's dtype; the weighted sum in v's (they differ under ``fp32_scores``).
+        ``additive``: the (N, M) additive mask in q's dtype, or None. Scores, softmax and mask in q's dtype;
+        the weighted sum in v's (they differ under ``fp32_scores``).
         """
         b, h, n, dh = q.shape
         m = k.shape[2]
         q, k, v = q.reshape(b * h, n, dh), k.reshape(b * h, m, dh), v.reshape(b * h, m, dh)
-        if mask is None:
+        if additive is None:
             additive = q.new_zeros(1, 1, 1)
-        else:
-            additive = torch.zeros(n, m, dtype=q.dtype, device=q.device).masked_fill_(mask, float("-inf"))
         # the mask and the 1/sqrt(d) scale fused into the matmul: M + (q k^T) / sqrt(d)
         attn = torch.baddbmm(additive, q, k.transpose(1, 2), alpha=dh**-0.5).softmax(dim=-1)
         keep, scale = keep_mask(attn.shape, p, attn)

@@ -1,13 +1,16 @@
-"""CUDA checks (``gpu`` marker; run by ``make gpu-check``, skipped without CUDA).
+"""CUDA checks (``gpu`` marker; run by the GPU check, ``bench.tools.gpu_check``, skipped without CUDA).
 
 Autocast in each precision, ``trainer.compile``, the feature cache on the device without a host-device
-sync inside an epoch, and the peak memory of a paper-size step. ``UNIAD_BENCH_GPU_TEST_DEVICE=cpu``
-runs the device-independent ones on the CPU (``make gpu-check DEVICE=cpu``, the CI dry run).
+sync inside an epoch, the SDPA kernels of training and evaluation, and the peak memory of a paper-size step.
+``UNIAD_BENCH_GPU_TEST_DEVICE=cpu`` runs the device-independent ones on the CPU (the dry run). Figures go to
+the JSON file ``UNIAD_BENCH_GPU_FIGURES`` names (read back by the check: printed lines are not parsed).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +27,17 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(CUDA and not torch.cuda.is_available(), reason="needs CUDA (make gpu-check)")]
 SMOKE = ["profile=smoke", "logger=none", "cache.disk=false", "backbone.weights=none"]
 needs_cuda = pytest.mark.skipif(not CUDA, reason="CUDA-only check")
+
+
+def _save_figure(name: str, value) -> None:
+    """Add ``name: value`` to the check's figures file (when the check runs the tests)."""
+    path = os.environ.get("UNIAD_BENCH_GPU_FIGURES")
+    if not path:
+        return
+    path = Path(path)
+    figures = json.loads(path.read_text()) if path.is_file() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=1))
 
 
 def _setup(overrides, batch=8):
@@ -136,4 +150,31 @@ def test_peak_memory_of_a_paper_size_step():
         del detector, params, step
         torch.cuda.empty_cache()
     print(f"peak GiB per step at batch 64: {peaks}")
+    _save_figure("peak_gib_per_step_batch64", {k: round(v, 3) for k, v in peaks.items()})
     assert peaks["bf16"] < peaks["fp32"] < 16
+
+
+@pytest.mark.parametrize("overrides", [["trainer.precision=fp32"], ["trainer.precision=bf16"],
+                                       ["trainer.precision=bf16", "arch.fp32_scores=true"]])
+def test_training_and_evaluation_attention_kernels(overrides):
+    """The kernel SDPA picks in a train step and in an evaluation forward; never cuDNN unless asked."""
+    from models.attention import sdpa_kernels
+
+    cfg, detector, params, optimizer, x = _setup(overrides)
+    step = make_train_step(detector, optimizer, params, cfg.trainer, DEVICE)
+    mode = str(cfg.trainer.precision)
+    with sdpa_kernels() as seen:
+        detector.train()
+        step("features", x)
+        detector.eval()
+        precision.configure(mode, DEVICE)
+        with torch.no_grad(), precision.autocast(mode, DEVICE):
+            detector.reconstruct(x)
+    _save_figure(f"sdpa_kernels {' '.join(overrides)}", {k: sorted(v) for k, v in seen.items()})
+    assert seen["train"] and seen["eval"]
+    assert not any("cudnn" in k for k in seen["train"] | seen["eval"])
+    if CUDA:  # the neighbor mask rules flash out: both run the memory-efficient kernel
+        kernels = [{k.split(",")[0] for k in seen[phase]} for phase in ("train", "eval")]
+        assert kernels == [{"memory-efficient"}, {"memory-efficient"}]
+    else:
+        assert {k.split(",")[0] for k in seen["train"]} == {"math (CPU dropout path)"}

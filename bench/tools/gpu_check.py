@@ -1,31 +1,39 @@
-"""The prepared GPU check (DESIGN.md section 7): ``make gpu-check [OFFICIAL=path] [DEVICE=cuda]``.
+"""The prepared GPU check: ``python -m bench.tools.gpu_check --device cuda --out DIR [--official PATH]``.
 
-One script, at most 8 minutes on one H100, that writes ``reports/perf_gpu.md`` and ``reports/perf_gpu.json``:
+On a lent machine it runs through ``bash bench/tools/gpu_check_bare.sh OUT_DIR`` (no venv, no network: README,
+GPU check); ``make gpu-check`` runs it from the venv. Its steps, in this order, each on its own:
 
-1. the ``gpu``-marked tests (tests/test_gpu.py: autocast in each precision, compile, the feature cache on the
-   device without a sync inside an epoch, peak memory of a paper-size step; tests/test_class_maps_gpu.py: the
-   exact pixel metrics of a class held on the device equal the host's);
-2. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
-   features, batch 64) in fp32, in bf16 and in bf16 with ``arch.fp32_scores=true`` (attention scores and
-   token stream in fp32), the official UniAD timed side by side in the same process when ``--official``
-   names a checkout of zhiyuanyou/UniAD (it needs one: the official code is not shipped);
-3. a short training of the paper architecture (``profile=paper`` sizes) on the offline synthetic data in
-   the same three settings (same seed), with each one's image/pixel AUROC difference to fp32;
-4. the projected wall time of the paper recipe (1000 epochs on MVTec's 3,629 training images) from the
-   steady-state cached train throughput of step 2.
+1. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
+   features, batch 64) in fp32, bf16 and bf16 with ``arch.fp32_scores=true``, the official UniAD timed beside
+   ours in the same process when ``--official`` names a checkout of zhiyuanyou/UniAD;
+2. a short training of the paper architecture (``profile=paper`` sizes) on the offline synthetic data in the
+   same three settings (same seed), with each one's image/pixel AUROC difference to fp32;
+3. the ``gpu``-marked tests but the compile tests, each under a per-test timeout (tests/test_gpu.py: each
+   precision, the device-resident cache, the SDPA kernels, peak memory; tests/test_class_maps_gpu.py: the exact
+   pixel metrics of a class held on the device equal the host's);
+4. the compile tests last (they compile with inductor, the slowest and least tried part).
 
-``--device cpu`` is the tiny dry run (CI): smoke sizes, one step, written under outputs/gpu-check-dry-run.
+Never losing a figure: each step runs in its own ``try``; ``perf_gpu.json`` and ``perf_gpu.md`` are rewritten
+atomically before and after every step (a step killed by the overall timeout shows as ``running``); a step
+that would start with less than its minimum of the ``--budget-s`` left is skipped and named. The exit status
+is non-zero when any step failed or was skipped, and the last line names them. The projected wall time of the
+paper recipe (1000 epochs on MVTec's 3,629 training images) comes from each setting's cached train throughput.
+
+``--device cpu`` is the dry run (CI and the rehearsal): smoke sizes, one step, no compile tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -37,61 +45,163 @@ from bench.tools.measure import device_name
 ROOT = Path(__file__).resolve().parents[2]
 MVTEC_TRAIN_IMAGES = 3629
 PAPER_EPOCHS = 1000
+# perf runs and short trainings: each precision, and bf16 with the attention scores and token stream in fp32
+MODES = {"fp32": ["trainer.precision=fp32"], "bf16": ["trainer.precision=bf16"],
+         "bf16, fp32 scores": ["trainer.precision=bf16", "arch.fp32_scores=true"]}
 PAPER_PERF = ["profile=paper", "backbone=efficientnet_b4", "backbone.weights=none", "data.image_size=224"]
 # the short training: Table S1's sizes (profile=paper), the offline synthetic data and the offline backbone
 PAPER_TRAIN = ["profile=paper", "logger=none", "trainer.epochs=60", "trainer.lr=1e-3", "trainer.lr_step=50",
                "trainer.ckpt_every=0"]
-DRY = {
-    "perf": ["profile=smoke"], "perf_args": ["--batch-size", "2", "--steps", "1", "--warmup", "0", "--rounds", "1",
-                                             "--infer-batches", "1", "--latency-runs", "1"],
-    "train": ["profile=smoke", "logger=none"], "tests": ["-k", "not compile"],
+PLANS = {
+    "full": {"perf": PAPER_PERF,
+             "perf_args": ["--batch-size", "64", "--steps", "48", "--warmup", "3", "--rounds", "4",
+                           "--infer-batches", "4", "--latency-runs", "10"],
+             "train": PAPER_TRAIN, "test_timeout_s": 90, "compile": True, "compile_timeout_s": 150},
+    "dry": {"perf": ["profile=smoke"],
+            "perf_args": ["--batch-size", "2", "--steps", "1", "--warmup", "0", "--rounds", "1",
+                          "--infer-batches", "1", "--latency-runs", "1"],
+            "train": ["profile=smoke", "logger=none"], "test_timeout_s": 60, "compile": False,
+            "compile_timeout_s": 0},
 }
-# perf runs and short trainings: each precision, and bf16 with the attention scores and token stream in fp32
-PERF_MODES = {"fp32": ["trainer.precision=fp32"], "bf16": ["trainer.precision=bf16"],
-              "bf16, fp32 scores": ["trainer.precision=bf16", "arch.fp32_scores=true"]}
-FULL = {
-    "perf": PAPER_PERF, "perf_args": ["--batch-size", "64", "--steps", "48", "--warmup", "3", "--rounds", "4",
-                                      "--infer-batches", "4", "--latency-runs", "10"],
-    "train": PAPER_TRAIN, "tests": [],
-}
+GPU_TESTS = ["tests/test_gpu.py", "tests/test_class_maps_gpu.py"]
+MIN_STEP_S = {"perf": 20, "train": 20, "tests": 15, "compile": 60}  # a step starts only with this much left
+RESULT_FILES = ("perf_gpu.json", "perf_gpu.md")
 
 
-def run_tests(device: str, extra: list[str]) -> dict:
-    env = {**os.environ, "UNIAD_BENCH_GPU_TEST_DEVICE": device}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-s",
-           "tests/test_gpu.py", "tests/test_class_maps_gpu.py", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    peaks = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("peak GiB per step")]
-    return {"command": " ".join(cmd[1:]), "returncode": proc.returncode, "summary": lines[-1] if lines else "",
-            "peak_gib_per_step": peaks[0] if peaks else None, "wall_s": round(time.perf_counter() - t0, 1),
-            "tail": "\n".join(lines[-15:]) if proc.returncode else ""}
+# ------------------------------------------------------------------------------------------------ report
 
 
-def run_perf(overrides: list[str], args: list[str], official: str | None, device: str) -> dict:
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Report:
+    """The check's results, rewritten to ``out`` (JSON and Markdown) before and after every step."""
+
+    def __init__(self, out: Path, header: dict, budget_s: float | None):
+        self.out = out
+        self.t0 = time.monotonic()
+        self.deadline = None if budget_s is None else self.t0 + budget_s
+        self.data = {**header, "steps": {}, "perf": {}, "training": {}, "tests": {}}
+        out.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    def left_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def write(self) -> None:
+        self.data["wall_s"] = round(time.monotonic() - self.t0, 1)
+        _write_atomic(self.out / "perf_gpu.json", json.dumps(self.data, indent=1, default=str) + "\n")
+        _write_atomic(self.out / "perf_gpu.md", markdown(self.data))
+
+    def step(self, name: str, kind: str, fn):
+        """Run ``fn()`` as step ``name``; return its result, or None when it failed or was skipped."""
+        entry = {"status": "running"}
+        self.data["steps"][name] = entry
+        left = self.left_s()
+        if left is not None and left < MIN_STEP_S[kind]:
+            entry.update(status="skipped", error=f"out of time ({left:.0f} s left, {MIN_STEP_S[kind]} s needed)")
+            print(f"gpu-check: {name}: skipped, {entry['error']}", flush=True)
+            self.write()
+            return None
+        self.write()
+        print(f"gpu-check: {name}", flush=True)
+        t0 = time.monotonic()
+        try:
+            result = fn()
+            entry["status"] = "ok"
+            return result
+        except Exception as exc:  # one step's failure (a CUDA error, a refused kernel) keeps every other figure
+            message = str(exc).strip().splitlines()
+            entry.update(status="failed", error=f"{type(exc).__name__}: {message[0] if message else ''}"[:500])
+            traceback.print_exc()
+            print(f"gpu-check: {name}: FAILED: {entry['error']}", flush=True)
+            return None
+        finally:
+            entry["wall_s"] = round(time.monotonic() - t0, 1)
+            self.write()
+
+    def not_ok(self) -> list[str]:
+        return [name for name, s in self.data["steps"].items() if s["status"] != "ok"]
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def run_perf(overrides: list[str], args: list[str], official: str | None, device: str, cudnn: bool) -> dict:
     with tempfile.TemporaryDirectory() as out:
         argv = [*overrides, *args, "--device", device, "--out", out]
-        return perf.main(argv + (["--official", official] if official else []))
+        argv += (["--official", official] if official else []) + (["--cudnn-attention"] if cudnn else [])
+        return perf.main(argv)
 
 
 def run_training(overrides: list[str], device: str, seed: int) -> dict:
+    """One short training (``bench.job.run``) in a scratch run dir: mean metrics, timing, precision."""
     from bench.job import run
 
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (mode, mode_overrides) in enumerate(PERF_MODES.items()):
-            cfg = perf.compose_config([*overrides, f"trainer.device={device}", *mode_overrides, f"seed={seed}"])
-            record = run(cfg, Path(tmp) / str(i))
-            if record["status"] != "completed":
-                raise BenchError(f"the {mode} training failed: {record.get('error')}")
-            results[mode] = {"metrics": record["metrics"]["mean"], "timing": record["timing"],
-                             "precision": record["env"]["precision"]}
-    reference = results["fp32"]["metrics"]
-    diff = {mode: {k: round(r["metrics"][k] - reference[k], 4) for k in reference
-                   if isinstance(reference[k], (int, float))}
-            for mode, r in results.items() if mode != "fp32"}
-    return {"overrides": overrides, "seed": seed, "runs": results, "minus_fp32": diff}
+        cfg = perf.compose_config([*overrides, f"trainer.device={device}", f"seed={seed}"])
+        record = run(cfg, Path(tmp) / "run")
+    if record["status"] != "completed":
+        raise BenchError(f"the training failed: {record.get('error')}")
+    return {"overrides": overrides, "metrics": record["metrics"]["mean"], "timing": record["timing"],
+            "precision": record["env"]["precision"]}
+
+
+def minus_fp32(runs: dict) -> dict:
+    """Each setting's mean metrics minus fp32's (the settings that ran; nothing without an fp32 run)."""
+    reference = (runs.get("fp32") or {}).get("metrics")
+    if not reference:
+        return {}
+    return {mode: {k: round(r["metrics"][k] - reference[k], 4) for k in reference
+                   if isinstance(reference[k], (int, float)) and isinstance(r["metrics"].get(k), (int, float))}
+            for mode, r in runs.items() if mode != "fp32" and r}
+
+
+_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (.+)$")  # pytest -rA's summary lines
+
+
+def run_tests(device: str, select: str, per_test_s: int, log: Path, figures: Path, timeout_s: float | None) -> dict:
+    """The ``gpu``-marked tests matching ``select`` in a subprocess, output appended to ``log``.
+
+    Per-test timeout by pytest-timeout where it is installed (the lent machine has it), and the whole
+    run under ``timeout_s``. ``error`` in the result says why the run is not ok (a failed test, a timeout), or None.
+    """
+    env = {**os.environ, "UNIAD_BENCH_GPU_TEST_DEVICE": device, "UNIAD_BENCH_GPU_FIGURES": str(figures)}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-m", "gpu", "-s",
+           *GPU_TESTS, "-k", select]
+    has_timeout = importlib.util.find_spec("pytest_timeout") is not None
+    if has_timeout:
+        cmd += [f"--timeout={per_test_s}"]
+    t0 = time.monotonic()
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd[1:])}\n")
+        f.flush()
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=timeout_s)
+            output, code = proc.stdout, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            output = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            code = None
+        f.write(output)
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    outcomes = {m.group(2)[:300]: m.group(1) for m in map(_OUTCOME.match, lines) if m}
+    result = {"command": " ".join(cmd[1:]), "returncode": code, "summary": lines[-1] if lines else "",
+              "per_test_timeout_s": per_test_s if has_timeout else None, "outcomes": outcomes,
+              "wall_s": round(time.monotonic() - t0, 1)}
+    if figures.is_file():
+        result["figures"] = json.loads(figures.read_text())
+    result["error"] = (f"the tests ran past {timeout_s:.0f} s: {result['summary']}" if code is None
+                       else f"pytest exit {code}: {result['summary']}" if code not in (0, 5) else None)  # 5: none ran
+    return result
 
 
 def projection(rate: float | None) -> dict | None:
@@ -102,92 +212,140 @@ def projection(rate: float | None) -> dict | None:
             "projected_min": round(seconds / 60, 1)}
 
 
-def markdown(result: dict) -> str:
-    lines = [
-        "# UniAD Bench GPU check",
-        "",
-        f"`make gpu-check` on {result['device_name']}, torch {result['torch']}, {result['wall_s']} s in all"
-        + (" (CPU dry run at smoke sizes: the figures are not GPU figures)." if result["dry_run"] else "."),
-        "",
-        f"## gpu-marked tests\n\n`{result['tests']['command']}`: {result['tests']['summary']}"
-        + (f"; peak GiB per step at batch 64: {result['tests']['peak_gib_per_step']}"
-           if result["tests"]["peak_gib_per_step"] else "") + ".",
-        "",
-        "## Train step at the paper shapes, side by side with the official UniAD",
-        "",
-        "| precision | ours, cached (img/s) | ours, no cache (img/s) | official fp32 (img/s) | speed-up vs official "
-        "| inference (img/s) | peak memory (MB) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for mode, p in result["perf"].items():
-        lines.append(f"| {mode} | {p['train_images_per_s_cached']} | {p['train_images_per_s_uncached']} | "
-                     f"{p['official_train_images_per_s'] or 'n/a'} | {p['speedup_vs_official_cached'] or 'n/a'} | "
-                     f"{p['infer_images_per_s']} | {p['peak_memory_mb']} |")
-    any_perf = next(iter(result["perf"].values()))
-    c = any_perf["config"]
-    lines += ["", f"{c['backbone']} (weights {c['weights']}), {c['image_size']} px → {c['feature_size'][0]}x"
-              f"{c['feature_size'][1]}x{c['channels']}, batch {c['batch_size']}, {c['steps']} timed steps in "
-              f"{c['rounds']} interleaved rounds. Official UniAD: {any_perf['official_status']}.", ""]
-    for mode, proj in result["projection"].items():
-        if proj:
-            lines.append(f"Projected paper recipe ({proj['epochs']} epochs x {proj['train_images']} images) in {mode} "
-                         f"from the cached steady-state throughput ({proj['train_images_per_s']} img/s): "
-                         f"**{proj['projected_min']} min** of train steps (feature extraction and evaluation aside).")
-    lines.append("")
-    t = result["training"]
-    lines += ["## Short paper-architecture training in each precision (same seed)", "",
-              f"Overrides: `{' '.join(t['overrides'])}`, seed {t['seed']}.", "",
-              "| precision | image AUROC | pixel AUROC | fit (s) | train img/s |", "| --- | --- | --- | --- | --- |"]
-    for mode, r in t["runs"].items():
-        m, tm = r["metrics"], r["timing"]
-        auroc = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a" for k in ("image_auroc", "pixel_auroc")]
-        lines.append(f"| {mode} | {auroc[0]} | {auroc[1]} | {tm.get('fit_s')} | "
-                     f"{tm.get('train_images_per_s')} |")
-    lines.append("")
-    for mode, diff in t["minus_fp32"].items():
-        lines.append(f"{mode} − fp32: {', '.join(f'{k} {v:+.4f}' for k, v in diff.items())}.")
-    lines.append("")
-    return "\n".join(lines)
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def _cell(value) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def markdown(data: dict) -> str:
+    """The report as Markdown; every section tolerates missing parts (a failed or unfinished step)."""
+    lines = ["# UniAD Bench GPU check", "",
+             f"`gpu_check` on {data.get('device_name')}, torch {data.get('torch')}, {data.get('wall_s')} s so far"
+             + (" (CPU dry run at smoke sizes: the figures are not GPU figures)." if data.get("dry_run") else "."),
+             "", "| step | status | s | error |", "| --- | --- | --- | --- |"]
+    for name, s in data.get("steps", {}).items():
+        lines.append(f"| {name} | {s['status']} | {_cell(s.get('wall_s'))} | {s.get('error', '')} |")
+    runs = data.get("perf", {})
+    if runs:
+        lines += ["", "## Train step at the paper shapes, beside the official UniAD", "",
+                  "| precision | ours, cached (img/s) | ours, no cache (img/s) | official fp32 (img/s) | speed-up "
+                  "| ms/step synchronised / enqueue (ours, cached) | official ms/step sync / enqueue "
+                  "| inference img/s | latency ms | peak MB ours abs / extra | peak MB official abs / extra "
+                  "| SDPA train / eval |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for mode, p in runs.items():
+            t = p.get("step_ms_by_phase", {})
+            ours, off = t.get("train_cached", {}), t.get("official_train", {})
+            k = p.get("sdpa_kernels", {})
+            lines.append(
+                f"| {mode} | {_cell(p.get('train_images_per_s_cached'))}"
+                f" | {_cell(p.get('train_images_per_s_uncached'))}"
+                f" | {_cell(p.get('official_train_images_per_s'))} | {_cell(p.get('speedup_vs_official_cached'))}"
+                f" | {_cell(ours.get('step_ms'))} / {_cell(ours.get('enqueue_ms'))}"
+                f" | {_cell(off.get('step_ms'))} / {_cell(off.get('enqueue_ms'))}"
+                f" | {_cell(p.get('infer_images_per_s'))} | {_cell(p.get('latency_ms_batch1'))}"
+                f" | {_cell(p.get('peak_memory_mb'))} / {_cell(p.get('extra_memory_mb'))}"
+                f" | {_cell(p.get('official_peak_memory_mb'))} / {_cell(p.get('official_extra_memory_mb'))}"
+                f" | {'; '.join(k.get('train', [])) or 'n/a'} / {'; '.join(k.get('eval', [])) or 'n/a'} |")
+        any_perf = next(iter(runs.values()))
+        c = any_perf["config"]
+        lines += ["", f"{c['backbone']} (weights {c['weights']}), {c['image_size']} px → {c['feature_size'][0]}x"
+                  f"{c['feature_size'][1]}x{c['channels']}, batch {c['batch_size']}, {c['steps']} timed steps in "
+                  f"{c['rounds']} interleaved rounds; inference and latency in the row's precision. Memory is "
+                  f"{any_perf.get('peak_memory_kind')}: absolute peak, and the extra over what was resident when the "
+                  "phase began. A step whose enqueue time is close to its synchronised time is host-bound. "
+                  f"Official UniAD: {any_perf['official_status']}.", ""]
+        for mode, p in runs.items():
+            proj = projection(p.get("train_images_per_s_cached"))
+            if proj:
+                lines.append(f"Projected paper recipe ({proj['epochs']} epochs x {proj['train_images']} images) in "
+                             f"{mode} from the cached steady-state throughput ({proj['train_images_per_s']} img/s): "
+                             f"**{proj['projected_min']} min** of train steps (feature extraction and evaluation "
+                             "aside).")
+    training = data.get("training", {})
+    if training:
+        lines += ["", "## Short paper-architecture training in each precision (same seed)", "",
+                  f"Overrides: `{' '.join(data.get('train_overrides', []))}` and the row's, seed {data.get('seed')}.",
+                  "",
+                  "| precision | image AUROC | pixel AUROC | fit (s) | train img/s |",
+                  "| --- | --- | --- | --- | --- |"]
+        for mode, r in training.items():
+            m, tm = r["metrics"], r["timing"]
+            auroc = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a" for k in ("image_auroc", "pixel_auroc")]
+            lines.append(f"| {mode} | {auroc[0]} | {auroc[1]} | {_cell(tm.get('fit_s'))} | "
+                         f"{_cell(tm.get('train_images_per_s'))} |")
+        lines.append("")
+        for mode, diff in minus_fp32(training).items():
+            lines.append(f"{mode} − fp32: {', '.join(f'{k} {v:+.4f}' for k, v in diff.items())}.")
+    for name, t in data.get("tests", {}).items():
+        lines += ["", f"## {name}", "", f"`{t['command']}` (per-test timeout {_cell(t['per_test_timeout_s'])} s): "
+                  f"{t['summary']}", ""]
+        lines += [f"- {outcome} {test}" for test, outcome in t.get("outcomes", {}).items()]
+        if t.get("figures"):
+            lines.append(f"- figures: {json.dumps(t['figures'])}")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="cuda (the check) | cpu (the tiny dry run)")
+    parser.add_argument("--device", default="cuda", help="cuda (the check) | cpu (the dry run)")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
-    parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json (default: reports/ on CUDA, "
-                                                     "outputs/gpu-check-dry-run on CPU)")
+    parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json and pytest.log (default: reports/ "
+                                                    "on CUDA, outputs/gpu-check-dry-run on CPU)")
     parser.add_argument("--seed", type=int, default=133, help="seed of the short trainings")
+    parser.add_argument("--budget-s", type=float, default=None, help="seconds for all steps; a step that would "
+                                                                     "start with less than its minimum left is skipped")
+    parser.add_argument("--cudnn-attention", action="store_true", help="let SDPA use cuDNN attention (off by default)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu-check: CUDA is not available here; `make gpu-check DEVICE=cpu` is the dry run")
     dry = device.type != "cuda"
-    plan = DRY if dry else FULL
+    plan = PLANS["dry" if dry else "full"]
     out = Path(args.out or (ROOT / ("outputs/gpu-check-dry-run" if dry else "reports")))
-    t0 = time.perf_counter()
-    print(f"gpu-check on {args.device}: gpu-marked tests", flush=True)
-    tests = run_tests(args.device, plan["tests"])
-    perf_runs = {}
-    for mode, overrides in PERF_MODES.items():
-        print(f"gpu-check: perf at {mode}", flush=True)
-        perf_runs[mode] = run_perf([*plan["perf"], *overrides], plan["perf_args"], args.official, args.device)
-    print(f"gpu-check: short trainings in {', '.join(PERF_MODES)}", flush=True)
-    training = run_training(plan["train"], args.device, args.seed)
-    result = {
-        "device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
-        "official": args.official, "tests": tests, "perf": perf_runs,
-        "projection": {mode: projection(p["train_images_per_s_cached"]) for mode, p in perf_runs.items()},
-        "training": training, "wall_s": round(time.perf_counter() - t0, 1),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
-    (out / "perf_gpu.md").write_text(text)
-    (out / "perf_gpu.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(text)
-    print(f"wrote {out / 'perf_gpu.md'} and {out / 'perf_gpu.json'} ({result['wall_s']} s)")
-    if tests["returncode"] not in (0, 5):  # 5: no test collected
-        raise SystemExit(f"gpu-check: the gpu-marked tests failed:\n{tests['tail']}")
-    return result
+    header = {"device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
+              "official": args.official, "seed": args.seed, "budget_s": args.budget_s, "train_overrides": plan["train"],
+              "cudnn_attention": args.cudnn_attention}
+    report = Report(out, header, args.budget_s)
+    log, figures = out / "pytest.log", Path(tempfile.mkdtemp()) / "figures.json"
+    for mode, overrides in MODES.items():
+        result = report.step(f"perf {mode}", "perf", lambda o=overrides: run_perf(
+            [*plan["perf"], *o], plan["perf_args"], args.official, args.device, args.cudnn_attention))
+        if result is not None:
+            report.data["perf"][mode] = result
+            report.data.setdefault("projection", {})[mode] = projection(result.get("train_images_per_s_cached"))
+    for mode, overrides in MODES.items():
+        result = report.step(f"train {mode}", "train",
+                             lambda o=overrides: run_training([*plan["train"], *o], args.device, args.seed))
+        if result is not None:
+            report.data["training"][mode] = result
+    report.data["minus_fp32"] = minus_fp32(report.data["training"])
+
+    def tests(select: str, per_test: int, name: str):
+        def go():
+            left = report.left_s()
+            result = run_tests(args.device, select, per_test, log, figures, None if left is None else max(left - 5, 1))
+            report.data["tests"][name] = result  # kept when a test failed as well
+            if result["error"]:
+                raise BenchError(result["error"])
+
+        report.step(name, "compile" if "compile" in name else "tests", go)
+
+    tests("not compile", plan["test_timeout_s"], "gpu tests")
+    if plan["compile"]:
+        tests("compile", plan["compile_timeout_s"], "compile tests")
+    report.write()
+    print(markdown(report.data))
+    print(f"wrote {out / 'perf_gpu.md'} and {out / 'perf_gpu.json'} ({report.data['wall_s']} s)")
+    failed = report.not_ok()
+    if failed:
+        raise SystemExit(f"gpu-check: not ok: {', '.join(failed)} (the report keeps every other step)")
+    return report.data
 
 
 if __name__ == "__main__":

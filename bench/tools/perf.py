@@ -43,8 +43,9 @@ from bench.build import build_detector, feature_size, learnable_parameters
 from bench.complexity import complexity, count_parameters
 from bench.feature_cache import DTYPES, FEATURE_PRECISION
 from bench.fit import make_train_step
-from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, median_latency_ms, time_interleaved
+from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, median_latency_ms, sync, time_interleaved
 from bench.tools.official import OFFICIAL_FILE, OfficialDetector, build_official, load_official, official_file
+from models.attention import sdpa_kernels
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -184,6 +185,14 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
     timings.update({name: {k: t[k] for k in ("step_ms", "enqueue_ms")} for name, t in infer.items()})
     peaks.update({name: {k: t[k] for k in ("peak_mb", "extra_mb")} for name, t in infer.items()})
 
+    # the SDPA kernel each attention call runs, in one more train step and one more inference batch
+    with sdpa_kernels() as kernels:
+        phases["train_cached" if "train_cached" in phases else "train_uncached"](0)
+        detector.eval()
+        infer_images(0)
+        sync(device)
+    kernels = {k: sorted(v) for k, v in kernels.items()}
+
     one = pool[:1]
     memory.reset()
     latency_ms = median_latency_ms(lambda: infer_images_one(one), latency_runs, 2, device)
@@ -225,6 +234,8 @@ def benchmark(cfg: DictConfig, *, batch_size: int, steps: int, warmup: int, roun
         "memory_by_phase": peaks,
         "step_ms_by_phase": timings,
         "resident_before_mb": r(resident_before, 1),
+        "sdpa_kernels": kernels,
+        "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled(),
         "learnable_params": stats["learnable_params"],
         "reconstruction_params": stats["reconstruction_params"],
         "gflops": stats["gflops"],
@@ -295,7 +306,10 @@ def markdown(result: dict) -> str:
     if "latency_batch1" in result["memory_by_phase"]:
         m = result["memory_by_phase"]["latency_batch1"]
         lines.append(f"| latency_batch1 | {result['latency_ms_batch1']} | | {m['peak_mb']} | {m['extra_mb']} |")
-    lines += ["", f"Official UniAD: {result['official_status']}."]
+    k = result.get("sdpa_kernels", {})
+    lines += ["", f"SDPA kernels (dtype of q): training {'; '.join(k.get('train', [])) or 'none'}; inference "
+              f"{'; '.join(k.get('eval', [])) or 'none'}; cuDNN attention allowed: {result.get('cudnn_attention')}.",
+              f"Official UniAD: {result['official_status']}."]
     share = result.get("other_processes_cpu_share")
     if share is not None and result["device"] == "cpu":
         lines.append(f"Other processes used {100 * share:.1f}% of the host's {os.cpu_count()} CPUs during the run"
@@ -318,12 +332,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--infer-batches", type=int, default=2, help="timed inference batches per phase")
     parser.add_argument("--latency-runs", type=int, default=5, help="timed batch-1 forwards (median)")
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: trainer.device)")
+    parser.add_argument("--cudnn-attention", action="store_true",
+                        help="let SDPA choose cuDNN's attention kernel (off by default: bench/precision.py)")
     parser.add_argument("--out", default=str(ROOT / "reports"), help="folder for perf.md and perf.json")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     if min(args.steps, args.batch_size, args.rounds, args.infer_batches, args.latency_runs) < 1 or args.warmup < 0:
         parser.error("--steps, --batch-size, --rounds, --infer-batches and --latency-runs must be >= 1")
     cfg = compose_config(args.overrides)
     device = pick_device(args.device or cfg.trainer.device)
+    precision.allow_cudnn_attention(args.cudnn_attention)
     t0 = time.perf_counter()
     result = benchmark(cfg, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                        rounds=min(args.rounds, args.steps), infer_batches=args.infer_batches,
