@@ -65,7 +65,6 @@ PLANS = {
 }
 GPU_TESTS = ["tests/test_gpu.py", "tests/test_class_maps_gpu.py"]
 MIN_STEP_S = {"perf": 20, "train": 20, "tests": 15, "compile": 60}  # a step starts only with this much left
-RESULT_FILES = ("perf_gpu.json", "perf_gpu.md")
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -80,6 +79,11 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class Report:
@@ -113,7 +117,7 @@ class Report:
             return None
         self.write()
         print(f"gpu-check: {name}", flush=True)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), _cpu_s()
         try:
             result = fn()
             entry["status"] = "ok"
@@ -126,6 +130,7 @@ class Report:
             return None
         finally:
             entry["wall_s"] = round(time.monotonic() - t0, 1)
+            entry["cpu_s"] = round(_cpu_s() - cpu0, 1)  # this process's and its finished children's CPU time
             self.write()
 
     def not_ok(self) -> list[str]:
@@ -212,6 +217,21 @@ def projection(rate: float | None) -> dict | None:
             "projected_min": round(seconds / 60, 1)}
 
 
+def preflight(plan: dict) -> dict:
+    """Compose every step's config and build its detector on the CPU, importing what the steps import."""
+    import bench.job  # noqa: F401  (the trainings' entry point and everything it imports)
+    from bench.build import build_detector
+
+    built = {}
+    for mode, overrides in MODES.items():
+        for step in ("perf", "train"):
+            cfg = perf.compose_config([*plan[step], *overrides])
+            if mode == "fp32":  # the other settings change precisions only: the same modules and weights
+                built[f"{step} {mode}"] = type(build_detector(cfg)).__name__
+    print(f"gpu-check preflight: {2 * len(MODES)} configs compose, {len(built)} detectors build")
+    return built
+
+
 # ---------------------------------------------------------------------------------------------- markdown
 
 
@@ -224,9 +244,10 @@ def markdown(data: dict) -> str:
     lines = ["# UniAD Bench GPU check", "",
              f"`gpu_check` on {data.get('device_name')}, torch {data.get('torch')}, {data.get('wall_s')} s so far"
              + (" (CPU dry run at smoke sizes: the figures are not GPU figures)." if data.get("dry_run") else "."),
-             "", "| step | status | s | error |", "| --- | --- | --- | --- |"]
+             "", "| step | status | wall s | CPU s | error |", "| --- | --- | --- | --- | --- |"]
     for name, s in data.get("steps", {}).items():
-        lines.append(f"| {name} | {s['status']} | {_cell(s.get('wall_s'))} | {s.get('error', '')} |")
+        lines.append(f"| {name} | {s['status']} | {_cell(s.get('wall_s'))} | {_cell(s.get('cpu_s'))} | "
+                     f"{s.get('error', '')} |")
     runs = data.get("perf", {})
     if runs:
         lines += ["", "## Train step at the paper shapes, beside the official UniAD", "",
@@ -301,12 +322,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget-s", type=float, default=None, help="seconds for all steps; a step that would "
                                                                      "start with less than its minimum left is skipped")
     parser.add_argument("--cudnn-attention", action="store_true", help="let SDPA use cuDNN attention (off by default)")
+    parser.add_argument("--preflight", action="store_true", help="only check that every step's config composes and "
+                                                                 "its models build (the bundle is complete)")
     args = parser.parse_args(argv)
+    plan = PLANS["dry" if args.device == "cpu" else "full"]
+    if args.preflight:
+        return preflight(plan)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu-check: CUDA is not available here; `make gpu-check DEVICE=cpu` is the dry run")
     dry = device.type != "cuda"
-    plan = PLANS["dry" if dry else "full"]
     out = Path(args.out or (ROOT / ("outputs/gpu-check-dry-run" if dry else "reports")))
     header = {"device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
               "official": args.official, "seed": args.seed, "budget_s": args.budget_s, "train_overrides": plan["train"],
