@@ -49,7 +49,7 @@ def count_flops(module: nn.Module, image_size: int) -> int:
 
 
 def statistics_complexity(detector: nn.Module, image_size: int) -> dict:
-    """PaDiM / PatchCore (issue 15): no learnable parameters; what they store and compute.
+    """PaDiM / PatchCore: no learnable parameters; what they store and compute.
 
     ``stored_numbers``: the fitted statistics (PaDiM: positions x (d + d^2) means and covariances;
     PatchCore: bank rows x dims), numbers, not learnable parameters (Table S7 lists PaDiM's as its

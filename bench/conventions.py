@@ -14,8 +14,8 @@ each of these; each function below follows one repository (read, not copied) and
   ``f1_score_max``) as ``dinomaly_mvtec_uni.py`` calls it (``max_ratio=0.01``).
 * ``anomalib``: open-edge-platform/anomalib >= 2.3 ``src/anomalib/metrics/`` (``aupro.py`` ``_AUPRO``,
   ``auroc.py``, ``f1_score.py``).
-* ``pooled``: one AUROC over the images and the pixels of all classes together (the figure Dinomaly
-  issue 12 asks about), instead of the mean of the per-class AUROCs.
+* ``pooled``: one AUROC over the images and the pixels of all classes together (the figure a Dinomaly
+  issue asks about), instead of the mean of the per-class AUROCs.
 
 Inputs per class: ``labels`` (N, 0/1), ``scores`` (N, the suite's image score), ``masks`` (N x H x W,
 0/1: the readers binarise ``> 0`` at load, so the ``> 0`` and ``> 0.5`` binarisations of the

@@ -1,4 +1,4 @@
-"""The one-pass "training" of PaDiM and PatchCore (issue 15): statistics of the training features.
+"""The one-pass "training" of PaDiM and PatchCore: statistics of the training features.
 
 No optimiser, no epochs, no loss: the detector's ``fit_batches`` reads every training feature map
 once (the frozen-feature cache when there is one, else the backbone on the images) and keeps its

@@ -1,7 +1,7 @@
 """Attention, dropout and feed-forward blocks shared by UniAD and the vanilla transformer (Table S1).
 
 Position embeddings are added to the query and the key of every attention, never to the value
-(UNIAD_SPEC 1.5). The parameters are ``nn.MultiheadAttention``'s (same names, same init, so official
+(as the official ``models/reconstructions/uniad.py``). The parameters are ``nn.MultiheadAttention``'s (same names, same init, so official
 checkpoints load unchanged), but the forward is written out so that it runs on the fast kernels:
 
 * without dropout (evaluation) or on CUDA: ``F.scaled_dot_product_attention`` with the neighbor mask as an

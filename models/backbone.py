@@ -1,4 +1,4 @@
-"""Frozen pretrained feature extractor (UniAD C.3 "Feature extraction", UNIAD_SPEC 1.2-1.3).
+"""Frozen pretrained feature extractor (UniAD C.3 "Feature extraction").
 
 A timm ``features_only`` network returns the selected stages; each map is resized to the
 stride-16 grid with bilinear ``align_corners=True`` (the official MFCN neck) and the maps are

@@ -1,4 +1,4 @@
-"""The official initializer, shared by UniAD and the C.1 baselines (UNIAD_SPEC: Xavier-uniform, zero bias)."""
+"""The official initializer, shared by UniAD and the C.1 baselines (Xavier-uniform weights, zero biases, as the official ``models/initializer.py``)."""
 
 from __future__ import annotations
 

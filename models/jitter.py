@@ -1,4 +1,4 @@
-"""Feature jittering (FJ), UniAD main paper Sec. 3.4 and UNIAD_SPEC 1.7.
+"""Feature jittering (FJ), UniAD main paper Sec. 3.4.
 
 During training, each feature token f (C channels) is perturbed, with probability ``prob``,
 by Gaussian noise of standard deviation ``scale * ||f||_2 / C``. C is the channel count itself,

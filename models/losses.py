@@ -66,7 +66,7 @@ def upsample_map(amap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def image_scores(amap: torch.Tensor, reduction: str = "max", pool_size: int = 16) -> torch.Tensor:
     """Image score from a (B, 1, H, W) map: ``max`` of the ``pool_size`` stride-1 average-pooled map
-    (MVTec) or the ``mean`` of the map (CIFAR-10), UNIAD_SPEC 1.9."""
+    (MVTec) or the ``mean`` of the map (CIFAR-10), as the official ``utils/eval_helper.py``."""
     if reduction == "mean":
         return amap.flatten(1).mean(dim=1)
     if reduction == "max":

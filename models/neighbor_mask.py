@@ -1,4 +1,4 @@
-"""Neighbor masked attention (NMA), UniAD main paper Sec. 3.3 and UNIAD_SPEC 1.6.
+"""Neighbor masked attention (NMA), UniAD main paper Sec. 3.3.
 
 Token i (index h*W + w on the feature grid) may not attend to any token inside its own
 k_h x k_w neighbourhood (itself included, clipped at the borders); it attends to all others.

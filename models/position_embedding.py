@@ -1,4 +1,4 @@
-"""Learned position embedding of UniAD (DETR-style row/column tables, UNIAD_SPEC 1.5).
+"""Learned position embedding of UniAD (DETR-style row/column tables).
 
 Token (h, w) gets ``[col_embed[w] | row_embed[h]]``; it is added to queries and keys of every
 attention, never to values or to the token stream.

@@ -1,4 +1,4 @@
-"""UniAD feature reconstruction (main paper Sec. 3, supplementary C.2-C.3; UNIAD_SPEC 1.4-1.9).
+"""UniAD feature reconstruction (main paper Sec. 3, supplementary C.2-C.3).
 
 features (B, C_org, H, W) → tokens (B, HW, C_org) → [feature jitter, training only] →
 channel reduction Linear(C_org→D) → neighbor-masked encoder → query decoder → channel
@@ -40,6 +40,28 @@ class UniAD(nn.Module):
         fj_prob: float = 1.0,
         fp32_scores: bool = False,
     ):
+        """The paper's UniAD with the defaults of Table S1 and supp. C.2 (``conf/model/uniad.yaml`` sets each).
+
+        Args:
+            in_channels: channels of the backbone's concatenated stages (272 for EfficientNet-b4, stages 1-4).
+            feature_size: (h, w) of the feature map (14x14 at 224 px, stride 16); fixes the number of tokens,
+                the position table and, for layer-wise queries, one learned query per token.
+            hidden_dim: token width after the channel reduction (256).
+            nhead: attention heads per attention (8).
+            num_encoder_layers, num_decoder_layers: transformer layers on each side (4 + 4).
+            dim_feedforward: width of each layer's feed-forward block (1024).
+            dropout: dropout on attention weights, residuals and the feed-forward block (0.1).
+            decoder: the query decoder's design (supp. D.2, Figure S1): ``none`` (no query, Table S2 row 1),
+                ``query1`` (one learned query), ``lqd_a`` ... ``lqd_f`` (layer-wise queries; (a) is the paper's).
+            nma: neighbor masked attention (main paper Sec. 3.3): each token attends to all but its
+                ``neighbor_size`` neighbourhood in every attention.
+            neighbor_size: (h, w) of the masked neighbourhood (7x7).
+            fj: feature jittering during training (main paper Sec. 3.4).
+            fj_scale: the jitter's scale alpha: noise std is ``fj_scale * ||f||_2 / C`` per token (20).
+            fj_prob: probability that a token is jittered (1.0).
+            fp32_scores: under bf16 autocast, keep the token stream and the attention scores in fp32
+                (README, Performance); no effect without autocast.
+        """
         super().__init__()
         h, w = feature_size
         self.feature_size = (h, w)

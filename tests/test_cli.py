@@ -1,4 +1,4 @@
-"""``python -m bench`` niceties (issue 13 point 5): -m anywhere, messages kept in Hydra's per-job log."""
+"""``python -m bench`` niceties: -m anywhere, messages kept in Hydra's per-job log."""
 
 from __future__ import annotations
 

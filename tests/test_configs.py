@@ -1,4 +1,4 @@
-"""Every config option composes, instantiates and trains one step (issue: all variants from the CLI)."""
+"""Every config option composes, instantiates and trains one step: every variant runs from the command line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ DECODERS = sorted(p.stem for p in Path(CONF, "decoder").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in Path(CONF, "loss").glob("*.yaml"))
 BACKBONES = sorted(p.stem for p in Path(CONF, "backbone").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in Path(CONF, "experiment").glob("*.yaml"))
+MODELS = sorted(p.stem for p in Path(CONF, "model").glob("*.yaml"))
 
 
 class _TinyBackbone(torch.nn.Module):
@@ -48,40 +49,39 @@ def _one_step(detector):
     assert amap.shape == (2, 1, 64, 64)
 
 
-def test_all_names_of_design_md_exist():
+def test_the_papers_options_exist():
     assert DECODERS == sorted(["none", "query1", *[f"lqd_{c}" for c in "abcdef"]])
     assert LOSSES == ["cosine", "mse", "norm_mse"]
     assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_b0", "efficientnet_b2", "efficientnet_b4",
                               "efficientnet_b6", "resnet18", "resnet34", "resnet50", "resnet101"}
-    # the paper's tables (DESIGN.md section 3); more may be declared, each by one experiment file
+    # the paper's tables (README "Config groups"); more may be declared, each by one experiment file
     assert {d.experiment for d in table_specs()} == set(EXPERIMENTS)
     assert {"ablation", "lqd", "loss", "freeze", "backbone", "complexity", "baselines", "cifar10"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("model", ["uniad", "transformer"])
-@pytest.mark.parametrize("loss", LOSSES)
-def test_every_transformer_variant_trains_one_step(model, loss):
-    cfg = compose_cfg(["profile=smoke", f"model={model}", f"loss={loss}"])
-    for decoder, nma, fj in itertools.product(DECODERS, [False, True], [False, True]):
-        with open_dict(cfg):
-            cfg.model.decoder = decoder
-            cfg.model.nma, cfg.model.fj = nma, fj
-        recon = instantiate_node(cfg.model, in_channels=8, feature_size=(4, 4))
-        assert (recon.attn_mask is not None) == nma and (recon.jitter is not None) == fj
-        _one_step(FeatureDetector(_TinyBackbone(), recon, instantiate_node(cfg.loss)))
+def _variants(cfg):
+    """The switches of a model option that change its structure: UniAD's decoder x NMA x FJ, a baseline's FJ."""
+    if cfg.model._target_ == "models.uniad.UniAD":
+        return [{"decoder": d, "nma": n, "fj": f} for d, n, f in itertools.product(DECODERS, [False, True],
+                                                                                    [False, True])]
+    return [{"fj": f} for f in (False, True)] if "fj" in cfg.model else [{}]
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn", "metaformer_ae"])
+@pytest.mark.parametrize("model", [m for m in MODELS if compose_cfg([f"model={m}"]).model.input != "frozen_features"])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_every_baseline_trains_one_step(model, loss):
+def test_every_trained_model_variant_trains_one_step(model, loss):
+    """Every option of conf/model that trains (the one-pass ones: tests/test_reference_methods.py)."""
     cfg = compose_cfg(["profile=smoke", f"model={model}", f"loss={loss}"])
-    if model == "metaformer_ae":
+    if cfg.model.input == "image":
         _one_step(build_detector(cfg))
         return
-    for fj in (False, True):
+    for switches in _variants(cfg):
         with open_dict(cfg):
-            cfg.model.fj = fj
+            for key, value in switches.items():
+                cfg.model[key] = value
         recon = instantiate_node(cfg.model, in_channels=8, feature_size=(4, 4))
+        if "nma" in switches:
+            assert (recon.attn_mask is not None) == switches["nma"] and (recon.jitter is not None) == switches["fj"]
         _one_step(FeatureDetector(_TinyBackbone(), recon, instantiate_node(cfg.loss)))
 
 
@@ -160,3 +160,24 @@ def test_every_row_of_every_table_composes_to_its_key(decl):
         cfg = compose_cfg([f"+experiment={decl.experiment}", "profile=smoke", *row.overrides, *seeds])
         flat = flatten(OmegaConf.to_container(cfg, resolve=True), "config")
         assert tuple(flat[c] for c in decl.key_columns) == row.key, row.id
+
+
+@pytest.mark.parametrize("group", ["data", "logger", "model", "loss", "backbone"])
+def test_every_option_names_an_importable_target(group):
+    from hydra.utils import get_object
+
+    for path in sorted(Path(CONF, group).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        assert "_target_" in node, f"conf/{group}/{path.name} has no _target_"
+        assert callable(get_object(node._target_)), path.name
+
+
+def test_a_dataset_built_from_its_node_satisfies_the_protocol(tmp_paths):
+    from bench.build import build_datasets
+    from data.protocol import AnomalyDataset
+
+    train, test = build_datasets(compose_cfg(["profile=smoke"]).data)
+    for split in (train, test):
+        assert isinstance(split, AnomalyDataset)
+        assert len(split.samples) == len(split) and set(split.files()) >= {s.path for s in split.samples}
+    assert test.has_masks and {s.category for s in test.samples} == set(test.categories)

@@ -279,7 +279,7 @@ def test_a_cache_hit_trains_as_the_miss_that_wrote_it(paths):
     assert max_delta(aurocs(miss), aurocs(fp32)) <= step + 1e-9
 
 
-# ------------------------------------------------------------- what the key holds, and integrity (issue 14)
+# ------------------------------------------------------------- what the key holds, and integrity
 
 
 def test_a_random_backbone_is_keyed_on_the_seed(paths, computed):

@@ -51,7 +51,7 @@ def test_complexity_at_the_paper_config_counts_the_official_parameters(tmp_path)
     record = run(cfg, tmp_path / "run")
     assert record["status"] == "completed"
     assert record["complexity"]["learnable_params"] == 7_717_392
-    # truncated EfficientNet-b4 (1.84 G) + reconstruction (3.40 G), UNIAD_SPEC section 5
+    # truncated EfficientNet-b4 (1.84 G) + reconstruction (3.40 G), as the official code counts them
     assert record["complexity"]["gflops"] == pytest.approx(5.244, abs=0.01)
     assert record["metrics"] is None
 

@@ -1,4 +1,4 @@
-"""One job per run dir (issue 14 point 10): a live owner's cell is skipped, stale locks are taken over."""
+"""One job per run dir: a live owner's cell is skipped, stale locks are taken over."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""trainer.precision / eval.precision (DESIGN.md section 7): each precision trains, fp32 is bit-stable on CPU,
+"""trainer.precision / eval.precision (README, Performance): each precision trains, fp32 is bit-stable on CPU,
 the precision is recorded, and the fp32 flags really turn TF32 off."""
 
 from __future__ import annotations

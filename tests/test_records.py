@@ -1,4 +1,4 @@
-"""A record never lies (issue 14): rerun, resume under another config, NaN weights, failures, eval checkpoints.
+"""A record never lies: rerun, resume under another config, NaN weights, failures, eval checkpoints.
 
 Each test runs the real job on profile=smoke (seconds) with the data and feature cache shared by the module.
 """
@@ -171,7 +171,7 @@ def test_a_record_that_cannot_be_written_is_never_pointed_at(paths, monkeypatch)
     assert "record:" not in error_line(error.value)
 
 
-# --------------------------------------------------------------------- 9 and issue 13.3: task=eval ckpt=PATH
+# -------------------------------------------------------------------------------- task=eval ckpt=PATH
 
 
 def test_an_unreadable_user_checkpoint_is_named_without_advice_to_delete_it(paths):

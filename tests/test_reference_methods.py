@@ -1,4 +1,4 @@
-"""PaDiM and PatchCore (issue 15): known answers on hand-made features, the coreset against brute
+"""PaDiM and PatchCore: known answers on hand-made features, the coreset against brute
 force, complexity counts, and both methods end to end at profile=smoke (unified and separate)."""
 
 from __future__ import annotations

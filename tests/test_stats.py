@@ -1,4 +1,4 @@
-"""Significance in the tables (issue 12 point 4), data-aware rows (issue 14 point 5) and the precision in
+"""Significance in the tables, data-aware rows and the precision in
 the provenance: pure functions checked against scipy, tables from hand-made records with known answers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tables declared once (issue 13 point 1): the sweeper's expansion, the declarations' checks, and the
+"""Tables declared once: the sweeper's expansion, the declarations' checks, and the
 example table (conf/experiment/neighbor.yaml) rendered from hand-made records with no Python of its own."""
 
 from __future__ import annotations

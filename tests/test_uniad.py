@@ -1,4 +1,4 @@
-"""UniAD against the official implementation and the facts of DESIGN.md section 5."""
+"""UniAD against the official implementation: outputs, parameter count, masks, jitter and maps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Everything checkable without training is checked before it (issue 14 point 6): one line, no training."""
+"""Everything checkable without training is checked before it: one line, no training."""
 
 from __future__ import annotations
 

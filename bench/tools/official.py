@@ -24,7 +24,7 @@ from bench.build import feature_size
 from bench.errors import BenchError
 
 OFFICIAL_FILE = Path("models") / "reconstructions" / "uniad.py"
-# experiments/MVTec-AD/config.yaml of the official code (UNIAD_SPEC 1.4); the sizes come from cfg.arch
+# experiments/MVTec-AD/config.yaml of the official code; the sizes come from cfg.arch
 # (equal to these at profile=paper) so both models have the same shape.
 OFFICIAL_CONFIG = {
     "pos_embed_type": "learned", "save_recon": False, "initializer": {"method": "xavier_uniform"},
