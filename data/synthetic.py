@@ -1,6 +1,7 @@
 """Offline, deterministic MVTec-AD-layout dataset: scikit-image's photographs and textures plus procedural ones.
 
-Why: the suite must run meaningfully with no network, and tell ablations apart, so the dataset mixes textures and tightly aligned objects as MVTec AD does and its defects
+Why: the suite must run meaningfully with no network, and tell ablations apart, so the dataset mixes
+textures and tightly aligned objects as MVTec AD does and its defects
 range from obvious to small and faint. Normal images are random crops (textures) or slightly shifted,
 scaled and brightened views (objects) of one source image per category. Each defective test image gets
 one defect whose size and strength are drawn from the configured ranges (``defect_size``,

@@ -1,8 +1,9 @@
 """Attention, dropout and feed-forward blocks shared by UniAD and the vanilla transformer (Table S1).
 
 Position embeddings are added to the query and the key of every attention, never to the value
-(as the official ``models/reconstructions/uniad.py``). The parameters are ``nn.MultiheadAttention``'s (same names, same init, so official
-checkpoints load unchanged), but the forward is written out so that it runs on the fast kernels:
+(as the official ``models/reconstructions/uniad.py``). The parameters are ``nn.MultiheadAttention``'s
+(same names, same init, so official checkpoints load unchanged), but the forward is written out so
+that it runs on the fast kernels:
 
 * without dropout (evaluation) or on CUDA: ``F.scaled_dot_product_attention`` with the neighbor mask as an
   additive mask (fused flash / memory-efficient kernels; CUDA draws the attention dropout inside them). The

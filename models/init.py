@@ -1,4 +1,5 @@
-"""The official initializer, shared by UniAD and the C.1 baselines (Xavier-uniform weights, zero biases, as the official ``models/initializer.py``)."""
+"""The official initializer, shared by UniAD and the C.1 baselines: Xavier-uniform weights, zero biases
+(the official ``models/initializer.py``)."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def test_layout_is_mvtec_with_textures_objects_and_defects(tmp_path):
 
 @pytest.mark.parametrize("profile", ["default", "demo"])
 def test_configured_test_split_is_large_enough(profile):
-    """The dataset is hard enough to tell ablations apart: >= 60 test images per category, >= 30 of them anomalous over >= 3 defect types."""
+    """Enough to tell ablations apart: >= 60 test images per category, >= 30 anomalous, >= 3 defect types."""
     generator = OmegaConf.load(CONF).generator
     if profile != "default":  # the profile's scaling of the generator (conf/data/generator/<profile>.yaml)
         generator = OmegaConf.merge(generator, OmegaConf.load(CONF.parent / "generator" / f"{profile}.yaml"))
