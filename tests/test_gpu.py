@@ -74,6 +74,8 @@ def test_each_precision_trains_on_the_device(mode):
     assert {torch.bfloat16 if mode == "bf16" else torch.float32} == dtypes["Linear"]
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in params)
     assert torch.backends.cuda.matmul.allow_tf32 == (mode == "tf32" and CUDA)
+    if mode == "bf16":  # CUDA's autocast runs LayerNorm in fp32, the CPU's keeps its bf16 input (README, Performance)
+        assert dtypes["LayerNorm"] == ({torch.float32} if CUDA else {torch.bfloat16})
 
 
 def test_bf16_with_fp32_scores_trains_on_the_device():
