@@ -132,12 +132,16 @@ def cached_features(detector, dataset, *, split: str, key_parts: dict, files: li
                     ) -> tuple[torch.Tensor, bool, str | None]:
     """``(features, hit, key)``: the features of ``dataset`` (in ``dtype``, on the CPU) from the disk cache
     under ``cache_root``, computed and stored on a miss; ``cache_root=None`` keeps them in memory (key None).
-    The key hashes ``key_parts``, the split, the dtype and the content of ``files`` (digests from ``index``).
+    The key hashes ``key_parts``, the split, the dtype and the content of ``files`` (digests from ``index``,
+    by default the index of their common folder under ``cache_root/files``).
     """
     store = DTYPES[dtype]
     path, key = None, None
     if cache_root:
-        fingerprint = dataset_fingerprint(files, len(dataset), index or FileIndex(None, None))
+        if index is None:  # the index of the files' common folder, beside the cache
+            folder = os.path.commonpath([os.path.abspath(f) for f in files]) if files else None
+            index = FileIndex(Path(cache_root) / "files", folder)
+        fingerprint = dataset_fingerprint(files, len(dataset), index)
         key = cache_key({**key_parts, "split": split, "dtype": dtype, "files": fingerprint})
         path = Path(cache_root) / key / f"{split}.pt"
         if path.is_file():

@@ -161,7 +161,7 @@ def _skip_completed(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> dic
                                      f"with it ({one_line(exc)})")) from None
     saved = previous.get("config")
     diff = ["config"] if not isinstance(saved, dict) else config_diff(
-        checkpoint.with_device(saved, _device_type(previous)), checkpoint.with_device(config, _job_device(cfg)),
+        checkpoint.with_device(saved, _device_type(previous)), checkpoint.with_device(config, _job_device(cfg.trainer)),
         "skip")
     if diff:
         raise _unrecorded(BenchError(
@@ -184,9 +184,9 @@ def _device_type(record: dict) -> str | None:
     return device.split(":", 1)[0] if isinstance(device, str) and ":" in device else None
 
 
-def _job_device(cfg: DictConfig) -> str | None:
+def _job_device(trainer: DictConfig) -> str | None:
     try:
-        return pick_device(cfg.trainer.device).type
+        return pick_device(trainer.device).type
     except (RuntimeError, TypeError):
         return None
 

@@ -338,35 +338,27 @@ def _image_files(root: Path) -> list[Path]:
 def test_an_image_replaced_with_size_and_mtime_kept_invalidates(tmp_path, computed):
     """``cp -p`` / ``rsync -t`` keep size and mtime: the content hash must still see the change."""
     files = _image_files(tmp_path / "data")
-
-    class Files(list):
-        samples = files
-
-    data = Files(fake_dataset())
-    assert cached(tmp_path / "cache", data)[1] is False
-    assert cached(tmp_path / "cache", data)[1] is True
+    data, paths = fake_dataset(), [str(f) for f in files]
+    assert cached(tmp_path / "cache", data, files=paths)[1] is False
+    assert cached(tmp_path / "cache", data, files=paths)[1] is True
     st = files[2].stat()
     files[2].write_bytes(b"X" * 100)  # same size ...
     os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the old mtime, as cp -p leaves it
     assert files[2].stat().st_size == st.st_size and files[2].stat().st_mtime_ns == st.st_mtime_ns
-    assert cached(tmp_path / "cache", data)[1] is False and len(computed) == 2
+    assert cached(tmp_path / "cache", data, files=paths)[1] is False and len(computed) == 2
 
 
 def test_unchanged_images_are_not_read_again(tmp_path, monkeypatch):
     files = _image_files(tmp_path / "data")
-
-    class Files(list):
-        samples = files
-
-    data = Files(fake_dataset())
+    data, paths = fake_dataset(), [str(f) for f in files]
     hashed = []
     real = fc.sha256_file
     monkeypatch.setattr("bench.file_index.sha256_file", lambda p: hashed.append(p) or real(p))
-    cached(tmp_path / "cache", data)
-    cached(tmp_path / "cache", data)
+    cached(tmp_path / "cache", data, files=paths)
+    cached(tmp_path / "cache", data, files=paths)
     assert len(hashed) == 6  # hashed once; the second job only stats them
     files[4].write_bytes(b"Y" * 100)
-    cached(tmp_path / "cache", data)
+    cached(tmp_path / "cache", data, files=paths)
     assert len(hashed) == 7  # only the changed file is read again
 
 
