@@ -26,15 +26,18 @@ log = logging.getLogger(__name__)
 CURVE = "curve.json"
 
 
-def curve_point(epoch: int, metrics: dict, eval_s: float | None) -> dict:
+def curve_point(epoch: int, metrics: dict, eval_s: float | None, conventions_s: float | None = None) -> dict:
     """One point of the curve: the epoch (1-based: epochs completed), the class means of every metric,
-    the class means of every convention (``bench.conventions``) and the evaluation's seconds."""
+    the class means of every convention (``bench.conventions``) and the evaluation's seconds (and those
+    of the conventions within them)."""
     point = {"epoch": int(epoch), "mean": dict(metrics["mean"])}
     conventions = metrics.get("conventions")
     if conventions:
         point["conventions"] = {name: dict(values["mean"]) for name, values in conventions.items()}
     if eval_s is not None:
         point["eval_s"] = eval_s
+    if conventions_s is not None:
+        point["conventions_s"] = conventions_s
     return point
 
 
@@ -75,7 +78,7 @@ class TestCurve:
         finally:
             checkpoint.set_rng_state(state)
             detector.train()
-        point = curve_point(epochs_done, metrics, timing.get("eval_s"))
+        point = curve_point(epochs_done, metrics, timing.get("eval_s"), timing.get("conventions_s"))
         self.points.append(point)
         write_json_atomic(self.path, {"every": self.every, "points": self.points})
         shown = ", ".join(f"{k} {v:.4f}" for k, v in point["mean"].items() if isinstance(v, float))
@@ -83,10 +86,11 @@ class TestCurve:
         if self.logger is not None:
             self.logger.log_scalars({f"test/{k}": v for k, v in point["mean"].items()}, step=epochs_done - 1)
 
-    def finish(self, metrics: dict, eval_s: float | None) -> dict:
+    def finish(self, metrics: dict, eval_s: float | None, conventions_s: float | None = None) -> dict:
         """The record's ``curve``: the points and, last, the final evaluation (the headline metrics)."""
         points = self.points if self.points is not None else self._load(self.epochs)
-        points = [p for p in points if p["epoch"] < self.epochs] + [curve_point(self.epochs, metrics, eval_s)]
+        points = [p for p in points if p["epoch"] < self.epochs]
+        points.append(curve_point(self.epochs, metrics, eval_s, conventions_s))
         write_json_atomic(self.path, {"every": self.every, "points": points})
         times = [p["eval_s"] for p in points[:-1] if p.get("eval_s") is not None]
         return {"every": self.every, "points": points,

@@ -133,7 +133,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
                                               run_dir=run_dir, logger=logger)
     timing.update(eval_timing)
     if curve is not None:  # eval.every: the test curve, its last point the metrics above
-        record["curve"] = curve.finish(record["metrics"], eval_timing.get("eval_s"))
+        record["curve"] = curve.finish(record["metrics"], eval_timing.get("eval_s"), eval_timing.get("conventions_s"))
 
 
 def _skip_completed(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> dict | None:
