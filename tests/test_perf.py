@@ -141,8 +141,13 @@ def test_peak_memory_gives_the_phase_peak_and_the_extra_over_what_was_resident()
     memory = PeakMemory(torch.device("cpu"))
     memory.reset()
     resident = memory.resident_at_reset
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-    del block
+    # fresh pages from the kernel (an allocator may reuse memory an earlier test freed but kept resident)
+    import mmap
+
+    block = mmap.mmap(-1, 64 * 2**20)
+    for offset in range(0, len(block), 4096):  # touch every page
+        block[offset] = 1
+    block.close()
     phase = memory.phase()
     assert 60 <= phase["extra_mb"] <= 80 and phase["peak_mb"] >= resident + 60
     memory.reset()  # a new phase starts from what is resident now: the freed block is not its peak

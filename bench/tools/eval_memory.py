@@ -29,6 +29,8 @@ class _Sample:
 class RandomBlobDataset(torch.utils.data.Dataset):
     """``classes`` x ``images`` items; every other image carries a random blob mask."""
 
+    has_masks = True  # the data protocol (data/protocol.py): pixel metrics are computed
+
     def __init__(self, classes: int, images: int, size: int, seed: int = 0):
         self.size, self.seed, self.images = size, seed, images
         self.categories = [f"class{c:02d}" for c in range(classes)]
@@ -62,6 +64,9 @@ class BlurDetector(torch.nn.Module):
     def anomaly_map(self, target, rec, size):
         return F.avg_pool2d(target - rec, 9, stride=1, padding=4)
 
+    def image_scores(self, target, rec, amap):
+        return None  # the suite's image score (eval.score of the pooled map)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,7 +75,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     args = parser.parse_args()
     cfg = OmegaConf.create({"metrics": "all", "pool_size": 16, "score": "max", "save_maps": 0,
-                            "batch_size": 32, "normal_pixel_budget": None})
+                            "batch_size": 32, "normal_pixel_budget": None, "precision": "fp32"})
     dataset = RandomBlobDataset(args.classes, args.images, args.size)
     device = torch.device("cpu")
     memory = PeakMemory(device)

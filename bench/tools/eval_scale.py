@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     cfg = OmegaConf.create({"metrics": "all", "pool_size": 16, "score": "max", "save_maps": 0,
-                            "batch_size": args.batch_size, "normal_pixel_budget": None})
+                            "batch_size": args.batch_size, "normal_pixel_budget": None,
+                            "precision": "fp32"})
     dataset = DefectDataset(args.images, args.size, args.anomalous)
     memory = PeakMemory(device)
     others = OtherCpuUse()
