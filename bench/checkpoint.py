@@ -170,17 +170,21 @@ def _select(config: dict, path: str):
     return node
 
 
-def _executables(config: dict) -> dict[str, object]:
-    """``{dotted path: value}`` of the executable keys under the architecture keys of a resolved config."""
-    found = {}
+def _architecture_leaves(config: dict):
+    """``(dotted path, value)`` of every leaf under the architecture keys of a config."""
     for prefix in ARCHITECTURE_KEYS:
         node = _select(config, prefix)
-        if node is _ABSENT:
-            continue
-        for path, value in _leaves(node, prefix):
-            if path.rsplit(".", 1)[-1] in EXECUTABLE_KEYS:
-                found[path] = value
-    return found
+        if node is not _ABSENT:
+            yield from _leaves(node, prefix)
+
+
+def _executable(path: str) -> bool:
+    return path.rsplit(".", 1)[-1] in EXECUTABLE_KEYS
+
+
+def _executables(config: dict) -> dict[str, object]:
+    """``{dotted path: value}`` of the executable keys under the architecture keys of a resolved config."""
+    return {path: value for path, value in _architecture_leaves(config) if _executable(path)}
 
 
 def _conflicts(saved: dict, current: dict, given: list[str]) -> list[str]:
@@ -225,21 +229,17 @@ def model_config(cfg: DictConfig, saved, saved_choices, *, given: list[str], sou
     for group, option in choices.items():
         tree[group] = OmegaConf.to_container(groups.load_option(group, option), resolve=False)
     merged = OmegaConf.create(tree)
-    for prefix in ARCHITECTURE_KEYS:
-        node = _select(saved, prefix)
-        if node is _ABSENT:
-            continue
-        for path, value in _leaves(node, prefix):
-            if path.rsplit(".", 1)[-1] in EXECUTABLE_KEYS:
-                continue  # compared below, never used
-            if not _plain(value):
-                raise BenchError(f"checkpoint {source}: {path} holds {type(value).__name__} values, not plain ones")
-            if OmegaConf.select(merged, path, default=_ABSENT) is _ABSENT:
-                group = path.split(".")[0]
-                where = f"conf/{group}/{choices[group]}.yaml" if group in choices else "the config"
-                raise BenchError(f"checkpoint {source}: {path} is not a key of {where}; was it written by another "
-                                 "version of this suite?")
-            OmegaConf.update(merged, path, value, merge=False)
+    for path, value in _architecture_leaves(saved):
+        if _executable(path):
+            continue  # compared below, never used
+        if not _plain(value):
+            raise BenchError(f"checkpoint {source}: {path} holds {type(value).__name__} values, not plain ones")
+        if OmegaConf.select(merged, path, default=_ABSENT) is _ABSENT:
+            group = path.split(".")[0]
+            where = f"conf/{group}/{choices[group]}.yaml" if group in choices else "the config"
+            raise BenchError(f"checkpoint {source}: {path} is not a key of {where}; was it written by another "
+                             "version of this suite?")
+        OmegaConf.update(merged, path, value, merge=False)
     try:
         resolved = OmegaConf.to_container(merged, resolve=True)
     except Exception as exc:

@@ -19,6 +19,17 @@ def compose_cfg(overrides: list[str] | None = None):
         return compose("config", overrides=list(overrides or []))
 
 
+def fit_isolated(root: Path, overrides: list[str], name: str, data: str = "datasets") -> dict:
+    """Run one job in ``root/name`` with its data and feature cache under ``root`` (for module-scoped
+    fixtures, where ``monkeypatch`` is not available); returns its record."""
+    from bench.job import run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNIAD_BENCH_DATA", str(root / data))
+        mp.setenv("UNIAD_BENCH_CACHE", str(root / "cache"))
+        return run(compose_cfg(overrides), root / name)
+
+
 @pytest.fixture
 def tmp_paths(tmp_path, monkeypatch):
     """Data and feature-cache roots inside the test's temp dir."""

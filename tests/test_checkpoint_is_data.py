@@ -15,7 +15,7 @@ import torch
 from bench import checkpoint
 from bench.errors import BenchError
 from bench.job import run
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, fit_isolated
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=1", "backbone.weights=none"]
 
@@ -24,10 +24,7 @@ SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=1", "backb
 def trained(tmp_path_factory):
     """One finished fit run (and its data and cache) for the module."""
     root = tmp_path_factory.mktemp("ckpt")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("UNIAD_BENCH_DATA", str(root / "datasets"))
-        mp.setenv("UNIAD_BENCH_CACHE", str(root / "cache"))
-        record = run(compose_cfg(SMOKE), root / "fit")
+    record = fit_isolated(root, SMOKE, "fit")
     assert record["status"] == "completed"
     return root
 

@@ -8,7 +8,7 @@ import torch
 
 from bench.job import run
 from reports.run_record import NEUTRAL, neutral_for
-from tests.conftest import compose_cfg
+from tests.conftest import compose_cfg, fit_isolated
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=2", "backbone.weights=none",
          "trainer.ckpt_every=1"]
@@ -45,10 +45,7 @@ def test_every_neutral_entry_has_its_check():
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("neutral")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("UNIAD_BENCH_DATA", str(root / "data"))
-        mp.setenv("UNIAD_BENCH_CACHE", str(root / "cache"))
-        record = run(compose_cfg(SMOKE), root / "base")
+    record = fit_isolated(root, SMOKE, "base", data="data")
     return root, record
 
 
