@@ -56,22 +56,20 @@ class OnePassStatistics(Protocol):
         """A copy on the meta device, for counting FLOPs without data."""
 
 
-class FeatureDetector(nn.Module):
+class ReconstructionDetector(nn.Module):
+    """A target reconstructed by a trained model; the map is the loss's per-position error at image size."""
+
     fits_by_statistics = False
 
-    def __init__(self, backbone: nn.Module, reconstruction: nn.Module, loss: ReconstructionLoss):
+    def __init__(self, reconstruction: nn.Module, loss: ReconstructionLoss, backbone: nn.Module | None = None):
         super().__init__()
-        self.backbone = backbone
+        if backbone is not None:  # registered first: the order of state_dict and parameters() (optimiser state)
+            self.backbone = backbone
         self.reconstruction = reconstruction
         self.criterion = loss
 
-    @property
-    def frozen_target(self) -> bool:
-        """True when the target of an image never changes (the frozen-feature cache may be used)."""
-        return bool(getattr(self.backbone, "frozen", False))
-
     def target(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(images)
+        raise NotImplementedError
 
     def reconstruct(self, target: torch.Tensor) -> torch.Tensor:
         return self.reconstruction(target)
@@ -91,34 +89,31 @@ class FeatureDetector(nn.Module):
         return self.anomaly_map(target, self.reconstruct(target), images.shape[-2:])
 
 
-class ImageDetector(nn.Module):
+class FeatureDetector(ReconstructionDetector):
+    """Frozen (or trained) backbone features reconstructed (UniAD and the C.1 baselines)."""
+
+    def __init__(self, backbone: nn.Module, reconstruction: nn.Module, loss: ReconstructionLoss):
+        super().__init__(reconstruction, loss, backbone)
+
+    @property
+    def frozen_target(self) -> bool:
+        """True when the target of an image never changes (the frozen-feature cache may be used)."""
+        return bool(getattr(self.backbone, "frozen", False))
+
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+
+class ImageDetector(ReconstructionDetector):
     """Image reconstruction (Metaformer autoencoder A): map = per-pixel L2 error over RGB."""
 
     frozen_target = False
-    fits_by_statistics = False
 
     def __init__(self, reconstruction: nn.Module, loss: ReconstructionLoss | None = None):
-        super().__init__()
-        self.reconstruction = reconstruction
-        self.criterion = loss or MSELoss()
+        super().__init__(reconstruction, loss or MSELoss())
 
     def target(self, images):
         return images
-
-    def reconstruct(self, target):
-        return self.reconstruction(target)
-
-    def loss(self, target, rec):
-        return self.criterion(target, rec)
-
-    def anomaly_map(self, target, rec, size):
-        return upsample_map(self.criterion.anomaly_map(target, rec), size)
-
-    def image_scores(self, target, rec, amap) -> None:
-        return None  # the suite's score of the map
-
-    def forward(self, images):
-        return self.anomaly_map(images, self.reconstruct(images), images.shape[-2:])
 
 
 class StatisticsDetector(nn.Module):

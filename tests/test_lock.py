@@ -20,8 +20,11 @@ from tests.conftest import ROOT, compose_cfg
 
 @pytest.fixture
 def live_pid():
-    """The pid of a process that stays alive for the test."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """The pid of a process that stays alive for the test, read once it runs its own program (between fork
+    and exec a child's /proc cmdline is still its parent's, so its identity would change under the test)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(60)"],
+                            stdout=subprocess.PIPE)
+    proc.stdout.readline()
     yield proc.pid
     proc.kill()
     proc.wait()
