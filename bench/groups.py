@@ -13,12 +13,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
+from reports.run_record import NAMING_KEYS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # groups whose option builds the model (the rest of a run's config is the job's own)
 MODEL_GROUPS = ("model", "decoder", "loss", "backbone")
-# the key of each model group's node that names its option, for records written before choices were
-_NAMING_KEY = {"model": "name", "decoder": "design", "loss": "name", "backbone": "name"}
 _OPTION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -38,9 +37,9 @@ def infer_choices(config: dict) -> dict[str, str]:
     (``model.name``, ``decoder.design``, ``loss.name``, ``backbone.name``); a value that names no installed
     option is left out (the caller refuses what it cannot rebuild)."""
     found = {}
-    for group, key in _NAMING_KEY.items():
+    for group in MODEL_GROUPS:
         node = config.get(group) if isinstance(config, dict) else None
-        value = node.get(key) if isinstance(node, dict) else None
+        value = node.get(NAMING_KEYS[group].rpartition(".")[2]) if isinstance(node, dict) else None
         if isinstance(value, str) and value in options(group):
             found[group] = value
     return found

@@ -57,7 +57,7 @@ def split_folder(base: Path, split: str) -> Path:
         if where.is_dir() and any(where.glob("*.json")):
             return where
     raise DatasetError(f"missing Real-IAD split folder {base / split} (or {base / 'realiad_jsons' / split}): "
-                       f"extract realiad_jsons.zip into data.root or pick data.split from {', '.join(SPLITS)}")
+                       f"extract realiad_jsons.zip into data.root or pick data.json_split from {', '.join(SPLITS)}")
 
 
 def view_and_sample(image_path: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from reports.collect import comparable_columns, is_missing, metric_names, undefined_of
+from reports.collect import comparable_columns, is_missing, key_name, metric_names, undefined_of
 from reports.declaration import (
     GFLOPS,
     LEARNABLE,
@@ -238,7 +238,7 @@ def build_table(runs: pd.DataFrame, spec: TableSpec, paper: pd.DataFrame | dict)
             table.rows.append(row)
     if None in by_key:
         orphans = runs.iloc[by_key[None]]
-        cols = ", ".join(c[len("config.") :] if c.startswith("config.") else c for c in spec.key_columns)
+        cols = ", ".join(key_name(c) for c in spec.key_columns)
         for _, r in orphans.iterrows():
             table.notes.append(
                 f"Run `{r['run_dir']}` ({r['status']}) lacks {cols} in its config: not placed in a "
@@ -311,7 +311,7 @@ def _annotate(
                 continue
             texts = sorted({value_text(v) for v in done[column]}) if not done.empty else []
             if len(texts) > 1:
-                across.append(f"{column[len('config.') :]} ({', '.join(texts)})")
+                across.append(f"{key_name(column)} ({', '.join(texts)})")
         if across:
             table.notes.append(
                 "Rows were run with different settings besides the table's own keys: "

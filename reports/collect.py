@@ -28,6 +28,18 @@ import pandas as pd
 
 from reports.run_record import RECORD, Metrics, Record, flatten, is_neutral, parse_record
 
+CHOICE = "choice."  # run-frame columns of the config-group options (``choice.model``: ``uniad``)
+
+
+def key_name(column: str) -> str:
+    """A run-frame column as a user writes the key: ``config.trainer.lr`` -> ``trainer.lr``,
+    ``choice.model`` -> ``model``."""
+    for prefix in ("config.", CHOICE):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
+
+
 FIXED_COLUMNS = (
     "run_dir",
     "status",
@@ -144,6 +156,7 @@ def record_row(record: Record | dict, run_dir: str | Path) -> dict:
         "git_dirty": record.env.get("git_dirty"),
     }
     row.update(flatten(record.config, "config"))
+    row.update({f"{CHOICE}{group}": option for group, option in record.group_choices.items()})
     for name, value in metrics.mean.items():
         row[f"metric.{name}"] = _number(value)
     seven = [row.get(f"metric.{name}") for name in MAD_OF]
@@ -173,7 +186,7 @@ def metric_sort_key(name: str) -> tuple:
 def _column_order(columns: Iterable[str]) -> list[str]:
     columns = set(columns)
     fixed = [c for c in FIXED_COLUMNS if c in columns]
-    config = sorted(c for c in columns if c.startswith("config."))
+    config = sorted(c for c in columns if c.startswith(("config.", CHOICE)))
     metric = sorted((c for c in columns if c.startswith("metric.")), key=lambda c: metric_sort_key(c[7:]))
     complexity = sorted(c for c in columns if c.startswith("complexity."))
 

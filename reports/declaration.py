@@ -24,9 +24,9 @@ every other row is compared with. Keys of a table (``hydra.sweeper.table``)::
         paper: {image_auroc: 96.5, pixel_auroc: 96.8}
 
 A run belongs to the row whose overrides its resolved config satisfies, on the keys that every row
-overrides (a row may set more, e.g. a method's own settings): ``group=option`` means
-``config.<group>.name == option`` (checked against ``conf/<group>/<option>.yaml``), ``a.b=value``
-means ``config.a.b == value`` (YAML-parsed). Runs that match no row get a row of their own
+overrides (a row may set more, e.g. a method's own settings): ``group=option`` means the run was composed
+with that option (``choice.<group>``, from the record's group choices; ``conf/<group>/<option>.yaml``
+must exist), ``a.b=value`` means ``config.a.b == value`` (YAML-parsed). Runs that match no row get a row of their own
 (:meth:`TableSpec.row_for`). Runs outside any declared experiment go to a generic table
 (:func:`generic_table`): one row per combination of swept overrides, ours only.
 """
@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reports.collect import is_missing
+from reports.collect import CHOICE, is_missing, key_name
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = CONF / "experiment"
@@ -172,7 +172,7 @@ class TableSpec:
         if self.generic:
             text = key[0] or "(defaults)"
             return RowSpec(text, key, (text,), text, short=text)
-        pairs = [f"{c[len('config.') :]}={_text(v)}" for c, v in zip(self.key_columns, key, strict=True)]
+        pairs = [f"{key_name(c)}={_text(v)}" for c, v in zip(self.key_columns, key, strict=True)]
         name = ", ".join(pairs)
         label = _text(key[0]) if len(key) == 1 else name
         return RowSpec(name, key, (label, *[""] * (len(self.label_columns) - 1)), name, short=label)
@@ -219,11 +219,11 @@ def parse_value(text: str):
 
 
 def _match(override: str) -> tuple[str, object]:
-    """``loss=mse`` -> ``("config.loss.name", "mse")``; ``model.nma=true`` -> ``("config.model.nma", True)``."""
+    """``loss=mse`` -> ``("choice.loss", "mse")``; ``model.nma=true`` -> ``("config.model.nma", True)``."""
     key, _, value = override.partition("=")
     key = key.lstrip("+~")
     if "." not in key and (CONF / key).is_dir():
-        return f"config.{key}.name", value
+        return f"{CHOICE}{key}", value
     return f"config.{key}", parse_value(value)
 
 
@@ -244,9 +244,6 @@ def _check_group_option(path: Path, override: str) -> None:
     option = CONF / key / f"{value}.yaml"
     if not option.is_file():
         _fail(path, f"row override {override}: no {option.relative_to(CONF.parent)}")
-    name = (yaml.safe_load(option.read_text(encoding="utf-8")) or {}).get("name")
-    if name != value:
-        _fail(path, f"row override {override}: {option.name} must set name: {value} (runs are matched on it)")
 
 
 def _parse_row(path: Path, raw: dict, columns: tuple[str, ...], metrics: set[str]) -> RowSpec:
@@ -311,7 +308,8 @@ def parse_table(experiment_file: Path) -> TableSpec | None:
     rows = [r if r.paper_only else _keyed(r, key_columns) for r in rows]
     keys = [r.key for r in rows if not r.paper_only]
     if len(set(keys)) != len(keys):
-        _fail(path, f"two rows have the same values of {', '.join(key_columns)}: the report cannot tell them apart")
+        shared_keys = ", ".join(map(key_name, key_columns))
+        _fail(path, f"two rows have the same values of {shared_keys}: the report cannot tell them apart")
     paper = table.get("paper")
     varies = {f"config.{k}" for k in table.get("varies") or ()}
     default = str(table["default"]) if table.get("default") is not None else None

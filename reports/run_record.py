@@ -11,6 +11,8 @@ reads them (``reports/``, resuming, skipping completed runs); it imports neither
   average runs differing only in these, and they never split a table row), ``rundir`` (left out of a
   sweep's run-dir names: ``conf/config.yaml`` ``hydra.job.config.override_dirname.exclude_keys`` lists
   exactly the keys tagged ``rundir``). ``tests/test_run_record.py`` checks that each entry moves no number.
+- ``NAMING_KEYS`` and ``Record.group_choices``: the option of each config group a run was composed from
+  (reports match a table row's ``model=mlp`` on it, so an option file needs no ``name:`` for reports).
 - ``flatten`` and ``config_diff``: a resolved config as dotted keys, and the keys two configs differ in.
 - ``parse_record(raw) -> Record``: a record checked against this contract; a malformed one raises
   ``RecordError`` with a one-line reason (reports list it as unreadable and render the rest).
@@ -26,6 +28,13 @@ from typing import Any
 
 RECORD = "metrics.json"
 SCHEMA_VERSION = 2  # 2: ``schema`` and ``choices`` written; 1: the records before them
+
+# the config value that names each group's option (shipped options set it to their file's stem), read
+# for a group a record has no choice of (records of the release before choices; jobs run without Hydra)
+NAMING_KEYS = {
+    "model": "model.name", "decoder": "decoder.design", "loss": "loss.name", "backbone": "backbone.name",
+    "data": "data.name", "logger": "logger.name", "profile": "profile_name",
+}
 
 PURPOSES = ("resume", "skip", "average", "rundir")
 _ALL = frozenset(PURPOSES)
@@ -170,9 +179,30 @@ class Record:
     raw: dict = field(repr=False)
 
     @property
+    def group_choices(self) -> dict[str, str]:
+        """Each config group's option (``model: uniad``): the recorded Hydra choice, or for a group without
+        one the config value that names it (``NAMING_KEYS``), so older records match rows alike."""
+        found = {group: option for group, option in self.choices.items() if option is not None}
+        for group, key in NAMING_KEYS.items():
+            if group not in found:
+                value = _lookup(self.config, key)
+                if isinstance(value, str):
+                    found[group] = value
+        return found
+
+    @property
     def n_seeds(self) -> int | None:
         value = self.config.get("n_seeds")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _lookup(config: Mapping, dotted: str):
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
 
 
 def _fail(where: str, reason: str) -> RecordError:

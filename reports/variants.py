@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.collect import is_missing
+from reports.collect import is_missing, key_name
 
 
 def value_text(value) -> str:
@@ -56,7 +56,7 @@ def split_variants(
     shown, hidden = ordered[:k], len(ordered) - k
 
     def label(r) -> str:
-        text = ", ".join(f"{c[len('config.') :]}={r[c]}" for c in shown)
+        text = ", ".join(f"{key_name(c)}={r[c]}" for c in shown)
         return text + (f" (+{hidden} more key{'s' if hidden > 1 else ''})" if hidden else "")
 
     labels = texts.apply(label, axis=1)
@@ -64,7 +64,7 @@ def split_variants(
 
 
 def key_list(columns: list[str], limit: int = 8) -> str:
-    names = [c[len("config.") :] if c.startswith("config.") else c for c in columns]
+    names = [key_name(c) for c in columns]
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 

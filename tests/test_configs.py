@@ -149,7 +149,11 @@ def test_every_experiment_composes_and_names_itself(experiment):
 def test_every_row_of_every_table_composes_to_its_key(decl):
     """Each declared row's overrides compose, and the resolved config carries the values that the report
     matches the row on (so a run lands in the row the sweep ran it for)."""
-    from reports.run_record import flatten
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from bench.groups import job_choices
+    from reports.collect import record_row
 
     seeds = [f"seed={decl.seeds[0]}"] if decl.seeds else []
     if decl.seeds:
@@ -157,9 +161,16 @@ def test_every_row_of_every_table_composes_to_its_key(decl):
     for row in decl.rows:
         if row.paper_only:
             continue
-        cfg = compose_cfg([f"+experiment={decl.experiment}", "profile=smoke", *row.overrides, *seeds])
-        flat = flatten(OmegaConf.to_container(cfg, resolve=True), "config")
-        assert tuple(flat[c] for c in decl.key_columns) == row.key, row.id
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose("config", overrides=[f"+experiment={decl.experiment}", "profile=smoke", *row.overrides,
+                                               *seeds], return_hydra_config=True)
+        choices = job_choices(cfg.hydra.runtime.choices)  # what the job records
+        with open_dict(cfg):
+            del cfg["hydra"]
+        record = {"status": "completed", "task": "fit", "seed": 1, "overrides": list(row.overrides), "schema": 2,
+                  "choices": choices, "config": OmegaConf.to_container(cfg, resolve=True)}
+        run = record_row(record, "run")
+        assert tuple(run[c] for c in decl.key_columns) == row.key, row.id
 
 
 @pytest.mark.parametrize("group", ["data", "logger", "model", "loss", "backbone"])

@@ -69,7 +69,7 @@ def _experiment(tmp_path: Path, table: str) -> Path:
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=nope]}\n",
          r"row override loss=nope: no conf/loss/nope.yaml"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=mse]}\n"
-         "  - {id: y, overrides: [loss=mse, model.nma=true]}\n", r"two rows have the same values of config.loss.name"),
+         "  - {id: y, overrides: [loss=mse, model.nma=true]}\n", r"two rows have the same values of loss"),
         ("key: T\ntitle: t\ncolumns: [a]\nmetrics: [image_auroc]\nrows:\n  - {id: x, overrides: [loss=mse],"
          " paper: {pixel_auroc: 1}}\n", r"paper numbers for \['pixel_auroc'\]"),
     ],
@@ -141,6 +141,31 @@ def test_a_row_may_carry_settings_of_its_own(tmp_path):
           - {id: uniad, overrides: [model=uniad]}
           - {id: mlp, overrides: [model=mlp, model.fj=true]}
         """))
-    assert decl.key_columns == ("config.model.name",)
+    assert decl.key_columns == ("choice.model",)
     assert [r.key for r in decl.rows] == [("uniad",), ("mlp",)]
     assert "config.model.fj" in decl.row_prefixes
+
+
+def test_a_group_row_matches_runs_by_their_recorded_choice_and_older_records_by_name(tmp_path):
+    """A row ``model=mlp`` holds the runs composed with ``conf/model/mlp.yaml``, whatever ``model.name`` says;
+    a record without choices (the release before them) is matched by the value that names the option."""
+    import pandas as pd
+
+    from reports.collect import record_row
+
+    decl = parse_table(_experiment(tmp_path, """\
+        key: T
+        title: t
+        columns: [model]
+        metrics: [image_auroc]
+        rows:
+          - {id: uniad, overrides: [model=uniad]}
+          - {id: mlp, overrides: [model=mlp]}
+        """))
+    base = {"status": "completed", "task": "fit", "seed": 1, "overrides": [], "metrics": {"mean": {}, "per_class": {}}}
+    chosen = {**base, "schema": 2, "choices": {"model": "mlp"}, "config": {"model": {"name": "renamed"}}}
+    older = {**base, "config": {"model": {"name": "uniad"}}}
+    unnamed = {**base, "schema": 2, "choices": {}, "config": {"model": {}}}
+    runs = [pd.Series(record_row(r, tmp_path / str(i))) for i, r in enumerate((chosen, older, unnamed))]
+    assert [decl.key_of(run) for run in runs] == [("mlp",), ("uniad",), None]
+    assert decl.row_for(("patchcore",)).name == "model=patchcore"  # an undeclared option, named as overridden
