@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from bench.metrics import _subsample, check_normal_pixel_budget, resolve_metrics
+from bench.metrics import _subsample, binary_masks, check_normal_pixel_budget, resolve_metrics
 
 __all__ = ["ClassMaps", "sort_scores"]
 
@@ -107,11 +107,7 @@ class ClassMaps:
             raise ValueError(f"more images than the {self.shape[0]} this class was sized for")
         if maps_t.dtype.is_complex or maps_t.dtype == torch.bool:
             raise ValueError(f"maps must be real numbers, got dtype {maps_t.dtype}")
-        if m.dtype != bool:
-            nonzero = m != 0
-            if np.any(m[nonzero] != 1):
-                raise ValueError("masks must be bool or 0/1")
-            m = nonzero
+        m = binary_masks(m)
         i = self.filled
         self.maps[i : i + k].copy_(maps_t)
         flat = m.reshape(k, -1)

@@ -146,12 +146,17 @@ def _pixel_inputs(masks, maps) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"masks and maps must be N x H x W of equal shapes, got {m.shape} and {a.shape}")
     if a.dtype.kind not in "fiu":
         raise ValueError(f"maps must be numeric, got dtype {a.dtype}")
-    if m.dtype != bool:
-        nonzero = m != 0
-        if np.any(m[nonzero] != 1):
-            raise ValueError("masks must be bool or 0/1")
-        m = nonzero
-    return m, a
+    return binary_masks(m), a
+
+
+def binary_masks(m: np.ndarray) -> np.ndarray:
+    """A mask array as bool; only bool or 0/1 masks are accepted (readers binarise their datasets' values)."""
+    if m.dtype == bool:
+        return m
+    nonzero = m != 0
+    if np.any(m[nonzero] != 1):
+        raise ValueError("masks must be bool or 0/1")
+    return nonzero
 
 
 @dataclass

@@ -70,18 +70,25 @@ def _cfg(**kw):
                              "normal_pixel_budget": None, "precision": "fp32", **kw})
 
 
-def test_streamed_metrics_are_exact_and_undefined_ones_are_null(tmp_path):
-    data = _Classes()
-    result, _ = evaluate(_Blur(), data, _cfg(), device=torch.device("cpu"))
-    text = json.dumps(result, allow_nan=False)  # never NaN in the record
-    assert json.loads(text) == result
-    # class a, by hand from the gathered arrays
+def _class_a_by_hand(data):
+    """Class a's indices, labels, image scores (max of the 4x4-pooled map), masks and _Blur's maps,
+    computed from the data without evaluate()."""
     idx = [i for i, s in enumerate(data.samples) if s.category == "a"]
     images = torch.stack([data[i]["image"] for i in idx])
     maps = F.avg_pool2d(images[:, :1], 3, stride=1, padding=1)[:, 0].numpy()
     masks = np.stack([data.items[i][2] for i in idx])
     labels = np.array([data.items[i][3] for i in idx])
     scores = F.avg_pool2d(torch.from_numpy(maps)[:, None], 4, stride=1).amax(dim=(1, 2, 3)).numpy()
+    return idx, labels, scores, masks, maps
+
+
+def test_streamed_metrics_are_exact_and_undefined_ones_are_null(tmp_path):
+    data = _Classes()
+    result, _ = evaluate(_Blur(), data, _cfg(), device=torch.device("cpu"))
+    text = json.dumps(result, allow_nan=False)  # never NaN in the record
+    assert json.loads(text) == result
+    # class a, by hand from the gathered arrays
+    idx, labels, scores, masks, maps = _class_a_by_hand(data)
     want = class_metrics("all", labels, scores, masks, maps)
     for name, value in want.items():
         assert result["per_class"]["a"][name] == pytest.approx(value, abs=1e-12), name
@@ -130,12 +137,7 @@ def test_subset_and_sample_metrics_see_the_class_maps():
     data.subsets = [("even",) if i % 2 == 0 else ("odd",) for i in range(len(data))]
     data.groups = [f"s{i // 2}" for i in range(len(data))]
     result, _ = evaluate(_Blur(), data, _cfg(), device=torch.device("cpu"))
-    idx = [i for i, s in enumerate(data.samples) if s.category == "a"]
-    images = torch.stack([data[i]["image"] for i in idx])
-    maps = F.avg_pool2d(images[:, :1], 3, stride=1, padding=1)[:, 0].numpy()
-    masks = np.stack([data.items[i][2] for i in idx])
-    labels = np.array([data.items[i][3] for i in idx])
-    scores = F.avg_pool2d(torch.from_numpy(maps)[:, None], 4, stride=1).amax(dim=(1, 2, 3)).numpy()
+    idx, labels, scores, masks, maps = _class_a_by_hand(data)
     want = subset_metrics(data, idx, resolve_metrics("all"), labels, scores, masks, maps)
     assert len(want) == 3 + 7 + 7  # sample_image_*, even_*, odd_*
     for name, value in want.items():
