@@ -40,20 +40,9 @@ def key_name(column: str) -> str:
     return column
 
 
-FIXED_COLUMNS = (
-    "run_dir",
-    "status",
-    "error",
-    "task",
-    "experiment",
-    "seed",
-    "n_seeds",
-    "overrides",
-    "swept",
-    "has_maps",
-    "git_sha",
-    "git_dirty",
-)
+# a run's identity, first in results.csv; FIXED_COLUMNS lead the run frame
+IDENTITY_COLUMNS = ("run_dir", "status", "error", "task", "experiment", "seed", "n_seeds", "overrides", "swept")
+FIXED_COLUMNS = (*IDENTITY_COLUMNS, "has_maps", "git_sha", "git_dirty")
 METRIC_ORDER = (
     "image_auroc",
     "pixel_auroc",

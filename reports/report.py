@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports.aggregate import Table, build_tables, summary_frame
-from reports.collect import Collection, collect, is_missing
+from reports.collect import CHOICE, IDENTITY_COLUMNS, Collection, collect, is_missing
 from reports.grid import Grid, main_grid, per_class_grids
 from reports.latex import latex_document
 from reports.markdown import grid_section
@@ -111,15 +111,8 @@ def results_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     columns = [
-        "run_dir",
-        "status",
-        "error",
-        "task",
-        "experiment",
-        "seed",
-        "n_seeds",
-        "swept",
-        "overrides",
+        *IDENTITY_COLUMNS,
+        *sorted(c for c in frame.columns if c.startswith(CHOICE)),
         *(c for c in RESULT_CONFIG_COLUMNS if c in frame.columns),
         *(c for c in frame.columns if c.startswith(("metric.", "complexity."))),
     ]
