@@ -21,7 +21,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q --ignore=tests/slurm
 
-# the fast tier: unit tests only (no `slow` end-to-end training), under a minute
+# the fast tier: no `slow` end-to-end training (about 2-4 minutes on 2 shared cores; `make test` about 5-9)
 test-fast: install
 	$(PY) -m pytest -q --ignore=tests/slurm -m "not slow"
 
