@@ -18,12 +18,16 @@ $(STAMP): setup.cfg constraints.txt
 demo: install
 	$(PY) -m bench
 
-test: install
-	$(PY) -m pytest -q --ignore=tests/slurm
+# the tests in TEST_WORKERS processes (pytest-xdist; 0 = in this process), one math thread each
+TEST_WORKERS ?= 2
+PYTEST := $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 )$(PY) -m pytest -q -n $(TEST_WORKERS) --ignore=tests/slurm
 
-# the fast tier: no `slow` end-to-end training (about 2-4 minutes on 2 shared cores; `make test` about 5-9)
+test: install
+	$(PYTEST)
+
+# the fast tier: no `slow` end-to-end training
 test-fast: install
-	$(PY) -m pytest -q --ignore=tests/slurm -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .
