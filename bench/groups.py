@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
-from reports.run_record import NAMING_KEYS
+from reports.run_record import NAMING_KEYS, config_value
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # groups whose option builds the model (the rest of a run's config is the job's own)
@@ -38,8 +38,7 @@ def infer_choices(config: dict) -> dict[str, str]:
     option is left out (the caller refuses what it cannot rebuild)."""
     found = {}
     for group in MODEL_GROUPS:
-        node = config.get(group) if isinstance(config, dict) else None
-        value = node.get(NAMING_KEYS[group].rpartition(".")[2]) if isinstance(node, dict) else None
+        value = config_value(config, NAMING_KEYS[group])
         if isinstance(value, str) and value in options(group):
             found[group] = value
     return found

@@ -13,7 +13,8 @@ reads them (``reports/``, resuming, skipping completed runs); it imports neither
   exactly the keys tagged ``rundir``). ``tests/test_run_record.py`` checks that each entry moves no number.
 - ``NAMING_KEYS`` and ``Record.group_choices``: the option of each config group a run was composed from
   (reports match a table row's ``model=mlp`` on it, so an option file needs no ``name:`` for reports).
-- ``flatten`` and ``config_diff``: a resolved config as dotted keys, and the keys two configs differ in.
+- ``flatten``, ``config_value`` and ``config_diff``: a resolved config as dotted keys, one dotted key's
+  value, and the keys two configs differ in.
 - ``parse_record(raw) -> Record``: a record checked against this contract; a malformed one raises
   ``RecordError`` with a one-line reason (reports list it as unreadable and render the rest).
 """
@@ -185,7 +186,7 @@ class Record:
         found = {group: option for group, option in self.choices.items() if option is not None}
         for group, key in NAMING_KEYS.items():
             if group not in found:
-                value = _lookup(self.config, key)
+                value = config_value(self.config, key)
                 if isinstance(value, str):
                     found[group] = value
         return found
@@ -196,7 +197,8 @@ class Record:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _lookup(config: Mapping, dotted: str):
+def config_value(config, dotted: str):
+    """The value at a dotted key of a resolved config (``"model.name"``), None where any part is absent."""
     node: Any = config
     for part in dotted.split("."):
         if not isinstance(node, Mapping):

@@ -14,9 +14,10 @@ CONF = str(ROOT / "conf")
 SHARED = ROOT.parent / "shared"
 
 
-def compose_cfg(overrides: list[str] | None = None):
+def compose_cfg(overrides: list[str] | None = None, *, hydra: bool = False):
+    """The composed config; ``hydra=True`` keeps its ``hydra`` node (``runtime.choices``)."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=list(overrides or []))
+        return compose("config", overrides=list(overrides or []), return_hydra_config=hydra)
 
 
 def fit_isolated(root: Path, overrides: list[str], name: str, data: str = "datasets") -> dict:

@@ -149,7 +149,6 @@ def test_every_experiment_composes_and_names_itself(experiment):
 def test_every_row_of_every_table_composes_to_its_key(decl):
     """Each declared row's overrides compose, and the resolved config carries the values that the report
     matches the row on (so a run lands in the row the sweep ran it for)."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     from bench.groups import job_choices
@@ -161,9 +160,7 @@ def test_every_row_of_every_table_composes_to_its_key(decl):
     for row in decl.rows:
         if row.paper_only:
             continue
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose("config", overrides=[f"+experiment={decl.experiment}", "profile=smoke", *row.overrides,
-                                               *seeds], return_hydra_config=True)
+        cfg = compose_cfg([f"+experiment={decl.experiment}", "profile=smoke", *row.overrides, *seeds], hydra=True)
         choices = job_choices(cfg.hydra.runtime.choices)  # what the job records
         with open_dict(cfg):
             del cfg["hydra"]
