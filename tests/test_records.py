@@ -15,7 +15,9 @@ import torch
 
 from bench import checkpoint
 from bench.errors import BenchError
+from bench.groups import job_choices
 from bench.job import run
+from reports.run_record import parse_record
 from tests.conftest import compose_cfg
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=2"]
@@ -193,9 +195,16 @@ def test_eval_rebuilds_the_model_from_the_checkpoint_and_refuses_a_conflicting_o
     fit = run(compose_cfg([*SMOKE, *arch]), paths / "fit")
     ckpt = paths / "fit" / "last.ckpt"
     overrides = ["profile=smoke", "data.generator.n_train=4", "task=eval", f"ckpt={ckpt}"]
-    evaluated = run(compose_cfg(overrides), paths / "eval", overrides)  # no training override retyped
+    # the command line's group choices, as the CLI passes them (decoder: its default, lqd_a)
+    line = compose_cfg(overrides, hydra=True)
+    choices = job_choices(line.hydra.runtime.choices)
+    assert choices["decoder"] == "lqd_a"
+    evaluated = run(compose_cfg(overrides), paths / "eval", overrides, choices)  # no training override retyped
     assert evaluated["status"] == "completed"
     assert evaluated["config"]["arch"]["hidden_dim"] == 16 and evaluated["config"]["decoder"]["design"] == "lqd_b"
+    # the record's choices are the checkpoint's, so the reports place it in the lqd_b row, not the command line's
+    assert evaluated["choices"]["decoder"] == "lqd_b"
+    assert parse_record(record_of(paths / "eval")).group_choices["decoder"] == "lqd_b"
     assert evaluated["metrics"] == fit["metrics"]
     assert evaluated["checkpoint"] == {"path": str(ckpt), "epoch": 1}
 
