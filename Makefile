@@ -40,21 +40,22 @@ perf: install
 
 # make gpu-check [OFFICIAL=path/to/UniAD checkout] [DEVICE=cuda]: the prepared GPU check from the venv: perf at
 # the paper shapes beside the official model in fp32, bf16 and bf16 with fp32 scores, a short paper-architecture
-# training in each, the gpu-marked tests, the compile tests -> reports/perf_gpu.md and reports/perf_gpu.json.
+# training in each, the gpu-marked tests, the compile tests -> docs/results/perf_gpu.md and perf_gpu.json.
 # DEVICE=cpu is its tiny dry run, written under outputs/gpu-check-dry-run.
 DEVICE ?= cuda
 gpu-check: install
 	$(PY) -m bench.tools.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL))
 
-# make gpu-bundle [OFFICIAL=path/to/UniAD checkout]: what a lent GPU machine without a registry lacks, as wheels
-# in .whl/ (and the official checkout in .official/), both git-ignored; prints the one device command.
+# Shipping the check to a lent GPU machine without a registry (ops/gpu/, ops/gpu/README.md).
+# make gpu-bundle [OFFICIAL=path/to/UniAD checkout]: what the machine lacks, as wheels in .whl/ (and the
+# official checkout in .official/), both git-ignored; prints the one device command.
 gpu-bundle: install
-	$(PY) -m bench.tools.gpu_bundle $(if $(OFFICIAL),--official $(OFFICIAL))
+	$(PY) -m ops.gpu.bundle $(if $(OFFICIAL),--official $(OFFICIAL))
 
 # The device command rehearsed here: no network, the venv's torch stack without this project, packages
 # from .whl only, the bare check on the CPU (CI; under 2 minutes).
 gpu-rehearsal: gpu-bundle
-	VENV_PY=$(PY) bash bench/tools/gpu_rehearsal.sh
+	VENV_PY=$(PY) bash ops/gpu/rehearsal.sh
 
 # Peak memory of the streamed evaluation (eval.metrics=all) on random classes: make eval-memory [EVAL_MEMORY_ARGS="--classes 15"]
 EVAL_MEMORY_ARGS ?=

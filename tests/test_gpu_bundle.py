@@ -1,5 +1,5 @@
-"""The GPU bundle and the bare check's plumbing, without a registry (bench/tools/gpu_bundle.py, rehearsal_env.py,
-gpu_check_bare.sh). The rehearsal itself (make gpu-rehearsal, in CI) runs the bare check end to end."""
+"""The GPU bundle and the bare check's plumbing, without a registry (ops/gpu/bundle.py, rehearsal_env.py,
+check_bare.sh). The rehearsal itself (make gpu-rehearsal, in CI) runs the bare check end to end."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.tools import gpu_bundle, rehearsal_env
+from ops.gpu import bundle as gpu_bundle
+from ops.gpu import rehearsal_env
 from tests.conftest import ROOT
+
+BARE = ROOT / "ops" / "gpu" / "check_bare.sh"
 
 
 def fake_wheel(folder: Path, name: str, version: str, requires=(), tag="py3-none-any") -> Path:
@@ -96,25 +99,47 @@ def test_the_official_checkout_is_copied_without_git_and_with_its_provenance(tmp
 
 
 def test_the_device_command_leaves_the_check_time_to_install_and_copy():
-    script = (ROOT / "bench" / "tools" / "gpu_check_bare.sh").read_text()
+    script = BARE.read_text()
     budget = int(re.search(r"BUDGET=\$\{GPU_CHECK_BUDGET_S:-(\d+)\}", script).group(1))
     assert budget == gpu_bundle.CHECK_BUDGET_S <= 360  # the full check: at most 6 minutes
     assert gpu_bundle.DEVICE_TIMEOUT_S - budget >= 60 and gpu_bundle.DEVICE_TIMEOUT_S <= 600
     text = gpu_bundle.device_command([".whl", ".official"])
-    assert 'bash bench/tools/gpu_check_bare.sh "$OUT" cuda' in text and "['.whl', '.official']" in text
+    assert 'bash ops/gpu/check_bare.sh "$OUT" cuda' in text and "['.whl', '.official']" in text
 
 
 def test_the_bare_check_without_wheels_stops_at_once_and_keeps_its_log_and_environment(tmp_path):
     env = {**os.environ, "GPU_CHECK_WHEELS": str(tmp_path / "empty"), "GPU_CHECK_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "tools" / "gpu_check_bare.sh"), str(tmp_path / "out"), "cpu"],
+    proc = subprocess.run(["bash", str(BARE), str(tmp_path / "out"), "cpu"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stdout[-2000:]
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert "no wheels in" in log and "device cpu, budget 360s" in log
     assert "torch: " in (tmp_path / "out" / "environment.txt").read_text()
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "tools" / "gpu_check_bare.sh"), str(tmp_path / "o"), "tpu"],
+    proc = subprocess.run(["bash", str(BARE), str(tmp_path / "o"), "tpu"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "device must be cuda or cpu" in proc.stderr
+
+
+def test_the_bare_check_without_a_scratch_folder_stops_before_running_anything(tmp_path):
+    """A failed mktemp must not leave an empty scratch path: the packages would go to /site, the data to /datasets."""
+    env = {**os.environ, "TMPDIR": str(tmp_path / "no-such-folder"), "GPU_CHECK_PYTHON": sys.executable,
+           "GPU_CHECK_WHEELS": str(tmp_path / "empty")}
+    proc = subprocess.run(["bash", str(BARE), str(tmp_path / "out"), "cpu"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "cannot create a scratch folder under" in proc.stderr
+    assert not (tmp_path / "out" / "gpu_check.log").exists() and not (tmp_path / "out" / "environment.txt").exists()
+
+
+def test_every_shell_script_stops_on_the_first_error_and_on_a_failed_temp_dir():
+    scripts = sorted(p for p in ROOT.rglob("*.sh") if ".git" not in p.parts and ".venv" not in p.parts)
+    scripts.append(ROOT / ".ci" / "run")
+    assert BARE in scripts and ROOT / "tests" / "slurm" / "run.sh" in scripts
+    for script in scripts:
+        text = script.read_text()
+        assert "\nset -euo pipefail\n" in text, f"{script.relative_to(ROOT)} lacks set -euo pipefail"
+        for line in (ln for ln in text.splitlines() if "$(mktemp" in ln):
+            assert "||" in line, f"{script.relative_to(ROOT)}: a failed mktemp must stop with a message: {line}"
 
 
 def _fake_dist(site: Path, name: str, files: list[str], requires=()) -> None:

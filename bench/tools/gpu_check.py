@@ -1,7 +1,7 @@
 """The prepared GPU check: ``python -m bench.tools.gpu_check --device cuda --out DIR [--official PATH]``.
 
-On a lent machine it runs through ``bash bench/tools/gpu_check_bare.sh OUT_DIR`` (no venv, no network: README,
-GPU check); ``make gpu-check`` runs it from the venv. Its steps, in this order, each on its own:
+On a lent machine it runs through ``bash ops/gpu/check_bare.sh OUT_DIR`` (no venv, no network:
+ops/gpu/README.md); ``make gpu-check`` runs it from the venv. Its steps, in this order, each on its own:
 
 1. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
    features, batch 64) in fp32, bf16 and bf16 with ``arch.fp32_scores=true``, the official UniAD timed beside
@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (the check) | cpu (the dry run)")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
-    parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json and pytest.log (default: reports/ "
-                                                    "on CUDA, outputs/gpu-check-dry-run on CPU)")
+    parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json and pytest.log (default: "
+                                                    "docs/results/ on CUDA, outputs/gpu-check-dry-run on CPU)")
     parser.add_argument("--seed", type=int, default=133, help="seed of the short trainings")
     parser.add_argument("--budget-s", type=float, default=None, help="seconds for all steps; a step that would "
                                                                      "start with less than its minimum left is skipped")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu-check: CUDA is not available here; `make gpu-check DEVICE=cpu` is the dry run")
     dry = device.type != "cuda"
-    out = Path(args.out or (ROOT / ("outputs/gpu-check-dry-run" if dry else "reports")))
+    out = Path(args.out or (ROOT / ("outputs/gpu-check-dry-run" if dry else "docs/results")))
     header = {"device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
               "official": args.official, "seed": args.seed, "budget_s": args.budget_s, "train_overrides": plan["train"],
               "cudnn_attention": args.cudnn_attention}

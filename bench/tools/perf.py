@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default=None, help="cpu | cuda | auto (default: trainer.device)")
     parser.add_argument("--cudnn-attention", action="store_true",
                         help="let SDPA choose cuDNN's attention kernel (off by default: bench/precision.py)")
-    parser.add_argument("--out", default=str(ROOT / "reports"), help="folder for perf.md and perf.json")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results"), help="folder for perf.md and perf.json")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     if min(args.steps, args.batch_size, args.rounds, args.infer_batches, args.latency_runs) < 1 or args.warmup < 0:
         parser.error("--steps, --batch-size, --rounds, --infer-batches and --latency-runs must be >= 1")

@@ -10,7 +10,8 @@ PY="${PY:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 start=$(date +%s)
 # our own pytest basetemp: a pytest run elsewhere prunes old /tmp/pytest-of-$USER dirs mid-sweep
-tmp=$(mktemp -d /tmp/uniad-slurm-tests.XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/uniad-slurm-tests.XXXXXX") && [ -d "$tmp" ] || {
+  echo "slurm tests: cannot create a temp folder under ${TMPDIR:-/tmp} (set TMPDIR to a writable folder)" >&2; exit 2; }
 rc=0
 "$PY" tests/slurm/cluster.py -- "$PY" -m pytest -m slurm -p no:cacheprovider -v --basetemp="$tmp/pytest" \
     tests/slurm/test_slurm.py "$@" || rc=$?

@@ -1,15 +1,17 @@
 """Prepare the GPU check for a lent machine that has no registry: ``make gpu-bundle [OFFICIAL=<checkout>]``.
 
-* ``.whl/``: a wheel for CPython 3.12 on manylinux x86-64 of each package in ``gpu_bundle.txt`` (what the check
+``python -m ops.gpu.bundle [--official PATH]`` does the same from the repository root.
+
+* ``.whl/``: a wheel for CPython 3.12 on manylinux x86-64 of each package in ``bundle.txt`` (what the check
   needs beyond the machine's own packages, ``h200_packages.txt``), exactly one version each; a package that
   exists only as an sdist (marked ``build``) is built into a wheel here. Every wheel's dependencies must be in
   the bundle or on the machine, or the bundle is refused, naming them.
 * ``.official/``: the files of a zhiyuanyou/UniAD checkout (``OFFICIAL``), for the side-by-side step, with a
   ``PROVENANCE`` file (source, commit); kept from an earlier run when ``OFFICIAL`` is not given.
 * prints the sizes (the working tree plus the carried folders must stay under the device's 64 MiB) and the one
-  device command: ``bash bench/tools/gpu_check_bare.sh "$OUT" cuda`` with what to carry and its timeout.
+  device command: ``bash ops/gpu/check_bare.sh "$OUT" cuda`` with what to carry and its timeout.
 
-Both folders are git-ignored; nothing here is committed. README, GPU check.
+Both folders are git-ignored; nothing here is committed. Commands: ops/gpu/README.md.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ LIMIT_MIB = 64  # the device's limit on the working tree that travels, carried f
 PYTHON = "3.12"
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
-CHECK_BUDGET_S = 360  # gpu_check_bare.sh's default overall timeout of the check, seconds
+CHECK_BUDGET_S = 360  # check_bare.sh's default overall timeout of the check, seconds
 DEVICE_TIMEOUT_S = 450  # the device command's limit: the budget, the install and the copy of $OUT
 
 
@@ -46,7 +48,7 @@ def read_list(path: Path) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in path.read_text().splitlines() if line.split("#", 1)[0].strip()]
 
 
-def requirements(path: Path = HERE / "gpu_bundle.txt") -> list[tuple[str, str, bool]]:
+def requirements(path: Path = HERE / "bundle.txt") -> list[tuple[str, str, bool]]:
     """(name, version, build from sdist) of each bundled package."""
     out = []
     for line in read_list(path):
@@ -135,7 +137,7 @@ def build_wheels(dest: Path, reqs: list[tuple[str, str, bool]], machine: set[str
     if missing:
         raise BenchError("gpu-bundle: dependencies neither bundled nor on the machine: "
                          + "; ".join(f"{w} needs {', '.join(d)}" for w, d in missing.items())
-                         + " (add them to bench/tools/gpu_bundle.txt)")
+                         + " (add them to ops/gpu/bundle.txt)")
     return wheels
 
 
@@ -178,13 +180,13 @@ def travelling_tree_bytes(root: Path) -> int | None:
 
 
 def device_command(carry: list[str]) -> str:
-    return (f'command:   bash bench/tools/gpu_check_bare.sh "$OUT" cuda\n'
+    return (f'command:   bash ops/gpu/check_bare.sh "$OUT" cuda\n'
             f"carry:     {carry}\n"
             f"timeout_s: {DEVICE_TIMEOUT_S}")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_bundle", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.gpu.bundle", description=__doc__.split("\n\n")[0])
     parser.add_argument("--official", metavar="PATH", help="a zhiyuanyou/UniAD checkout to carry as .official/")
     parser.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

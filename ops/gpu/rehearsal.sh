@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
-# The GPU check rehearsed here as the lent machine runs it (README, GPU check): make gpu-rehearsal (in CI).
+# The GPU check rehearsed here as the lent machine runs it (ops/gpu/README.md): make gpu-rehearsal (in CI).
 #
-# 1. an interpreter environment like the machine's (bench/tools/rehearsal_env.py: the venv's torch, timm
+# 1. an interpreter environment like the machine's (ops/gpu/rehearsal_env.py: the venv's torch, timm
 #    and scientific stack, not this project's install, no package of the bundle), plus pytest-timeout,
 #    which the machine has and the venv lacks, fetched while the network is still there;
 # 2. the network cut (unshare -n, as root) for everything after;
 # 3. a bundle with one wheel left out must fail before measuring anything (the check is not vacuous);
-# 4. the one device command, `bash bench/tools/gpu_check_bare.sh OUT cpu`, with packages from .whl only;
+# 4. the one device command, `bash ops/gpu/check_bare.sh OUT cpu`, with packages from .whl only;
 #    it must pass and leave every file the device run returns.
 # Needs .whl/ (make gpu-bundle). Under 2 minutes on a quiet 2-core CPU.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 VENV_PY=${VENV_PY:-$ROOT/.venv/bin/python}
-WORK=${GPU_REHEARSAL_DIR:-/tmp/uniad-gpu-rehearsal}
+WORK=${GPU_REHEARSAL_DIR:-${TMPDIR:-/tmp}/uniad-gpu-rehearsal}  # a fixed folder: its output stays to be read
 T0=$(date +%s)
 fail() { echo "gpu-rehearsal: FAILED: $*"; exit 1; }
 
 ls .whl/*.whl >/dev/null 2>&1 || fail "no .whl/ (run make gpu-bundle)"
-rm -rf "$WORK" && mkdir -p "$WORK"
-"$VENV_PY" -m bench.tools.rehearsal_env "$WORK/env" | cut -c1-300
+rm -rf "$WORK" && mkdir -p "$WORK" && [ -w "$WORK" ] || fail "cannot create the scratch folder $WORK (set TMPDIR)"
+"$VENV_PY" -m ops.gpu.rehearsal_env "$WORK/env" | cut -c1-300
 ENV_PY="$WORK/env/bin/python"
 "$ENV_PY" -m pip download -q --no-deps --only-binary=:all: -d "$WORK/machine" pytest-timeout 2>&1 | grep -v "is ignored" || true
 "$ENV_PY" -m pip install -q --no-index --no-deps --no-compile "$WORK"/machine/pytest_timeout-*.whl
@@ -32,7 +32,7 @@ if unshare -n true 2>/dev/null; then
 else
   fail "unshare -n is refused (it needs root): the network cannot be cut"
 fi
-BARE=(env "PATH=$WORK/env/bin:$PATH" bash bench/tools/gpu_check_bare.sh)
+BARE=(env "PATH=$WORK/env/bin:$PATH" bash ops/gpu/check_bare.sh)
 
 mkdir -p "$WORK/partial"
 cp .whl/*.whl "$WORK/partial/"

@@ -1,4 +1,4 @@
-"""The machine a GPU check ran on, as ``key: value`` lines: ``python3 bench/tools/environment.py FILE``.
+"""The machine a GPU check ran on, as ``key: value`` lines: ``python3 ops/gpu/environment.py FILE``.
 
 Run by file path (not ``-m``) so that it needs torch alone: it is written first, before the bundle is
 installed, and still says what the machine was when everything else fails.

@@ -1,11 +1,11 @@
-"""An interpreter environment like the lent GPU machine's: ``python -m bench.tools.rehearsal_env DIR``.
+"""An interpreter environment like the lent GPU machine's: ``python -m ops.gpu.rehearsal_env DIR``.
 
 A venv at DIR (no pip of its own, no packages installed) whose site-packages link to the distributions of the
 running interpreter's environment that the lent machine has too (``h200_packages.txt``: torch, timm, the
 scientific stack, pytest, pip, ...), plus what those need here (this environment's versions may need more than
 the machine's: huggingface-hub's HTTP client, say), and to nothing else: not this project's install, never a
 package of the GPU bundle (hydra, omegaconf, antlr4, the lite0 weights), which the machine lacks. The rehearsal
-(``gpu_rehearsal.sh``) runs the bare GPU check with it, so a package missing from the bundle fails there as
+(``rehearsal.sh``) runs the bare GPU check with it, so a package missing from the bundle fails there as
 it would on the machine. Links, not copies: building it takes a second.
 """
 
@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from bench.tools.gpu_bundle import machine_packages, normalize, requirements
+from ops.gpu.bundle import machine_packages, normalize, requirements
 
 MAX_DEPTH = 6  # deeper than any namespace package shared by a kept and a left-out distribution
 
@@ -94,7 +94,7 @@ def build(env: Path, source: Path | None = None, keep: set | None = None) -> dic
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.tools.rehearsal_env", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.gpu.rehearsal_env", description=__doc__.split("\n\n")[0])
     parser.add_argument("env", help="folder of the environment (replaced)")
     args = parser.parse_args(argv)
     result = build(Path(args.env))
