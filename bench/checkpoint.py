@@ -69,6 +69,12 @@ def save(path: Path, **payload) -> None:
         raise
 
 
+def given_path(ckpt) -> Path:
+    """The checkpoint a ``ckpt=`` names: a file, or a run dir holding ``last.ckpt``."""
+    path = Path(str(ckpt)).expanduser()
+    return path / CKPT if path.is_dir() else path
+
+
 def load(path: Path, *, own: bool = True) -> dict:
     """Load a checkpoint. ``own``: the run's own ``last.ckpt`` (an unreadable one may be deleted to start
     over); False for a path the user gave (``task=eval ckpt=...``), which is only named."""
