@@ -144,8 +144,10 @@ def load_detector_state(detector, state: dict, path) -> None:
 # ----------------------------------------------------------------------------------- the model of a checkpoint
 # What makes the model a function: task=eval and vis_recon rebuild it with the checkpoint's values of these.
 ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
-# keys that make Hydra call something: never taken from a file, only compared with what conf/ builds
-EXECUTABLE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+# keys that make Hydra call something, or say where code and weights come from (timm reads a
+# ``timm_name`` of ``hf-hub:owner/repo`` or ``local-dir:<folder>`` as a place to load from): never taken
+# from a file, only compared with what conf/ builds
+EXECUTABLE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_", "timm_name"})
 _ABSENT = object()
 
 
