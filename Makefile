@@ -9,11 +9,15 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): setup.cfg constraints.txt
+	@echo "install 1/3: the virtual environment $(VENV) and pip"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@echo "install 2/3: torch and torchvision as constraints.txt pins them (the longest step: minutes, a few GB)"
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
+	@echo "install 3/3: this suite and its packages (timm, hydra, submitit, wandb, pandas, ...)"
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,perf]'
 	touch $(STAMP)
+	@echo "installed into $(VENV)"
 
 demo: install
 	$(PY) -m bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from bench.job import run
 from bench.summary import format_summary
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# keys whose value is a path on this machine: a run dir of a sweep holds `=` and `,` in its name
+PATH_KEYS = ("ckpt", "predict.input", "data.root", "paths.data_root", "paths.cache_root")
+_PLAIN = re.compile(r"[\w./~+@-]*")
 
 
 def multirun_first(argv: list[str]) -> list[str]:
@@ -26,6 +30,20 @@ def multirun_first(argv: list[str]) -> list[str]:
     if not flags:
         return list(argv)
     return [argv[0], flags[0], *[a for a in args if a not in MULTIRUN_FLAGS]]
+
+
+def quote_paths(argv: list[str]) -> list[str]:
+    """``argv`` with the value of a path key quoted for Hydra where it names an existing file or folder and
+    holds characters of Hydra's override grammar (``ckpt=multirun/x/decoder.design=lqd_a,model.nma=true/seed=1``
+    works as typed: unquoted, its ``,`` would be a sweep and its ``=`` a parse error)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if (sep and key.lstrip("+~") in PATH_KEYS and value and value[0] not in "'\""
+                and not _PLAIN.fullmatch(value) and Path(value).expanduser().exists()):
+            arg = f"{key}='" + value.replace("'", "\\'") + "'"
+        out.append(arg)
+    return out
 
 
 def error_line(exc: BaseException) -> str:
@@ -58,5 +76,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = multirun_first(sys.argv)
+    sys.argv = quote_paths(multirun_first(sys.argv))
     main()

@@ -69,6 +69,12 @@ def save(path: Path, **payload) -> None:
         raise
 
 
+def given_path(ckpt) -> Path:
+    """The checkpoint a ``ckpt=`` names: a file, or a run dir holding ``last.ckpt``."""
+    path = Path(str(ckpt)).expanduser()
+    return path / CKPT if path.is_dir() else path
+
+
 def load(path: Path, *, own: bool = True) -> dict:
     """Load a checkpoint. ``own``: the run's own ``last.ckpt`` (an unreadable one may be deleted to start
     over); False for a path the user gave (``task=eval ckpt=...``), which is only named."""
@@ -138,8 +144,10 @@ def load_detector_state(detector, state: dict, path) -> None:
 # ----------------------------------------------------------------------------------- the model of a checkpoint
 # What makes the model a function: task=eval and vis_recon rebuild it with the checkpoint's values of these.
 ARCHITECTURE_KEYS = ("model", "decoder", "arch", "loss", "backbone", "data.image_size", "data.outlayers")
-# keys that make Hydra call something: never taken from a file, only compared with what conf/ builds
-EXECUTABLE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+# keys that make Hydra call something, or say where code and weights come from (timm reads a
+# ``timm_name`` of ``hf-hub:owner/repo`` or ``local-dir:<folder>`` as a place to load from): never taken
+# from a file, only compared with what conf/ builds
+EXECUTABLE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_", "timm_name"})
 _ABSENT = object()
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from bench import precision
 from bench.class_maps import ClassMaps
 from bench.conventions import conventions_from_config
+from bench.heatmap import map_scale, save_overlay
 from bench.metrics import class_metrics, image_undefined_reason, mean_metrics, resolve_metrics, without_pixel_metrics
 from bench.subset_metrics import subset_metrics
 from models.losses import image_scores
@@ -32,16 +33,20 @@ def sample_categories(dataset) -> list[str]:
 
 
 def _save_examples(out_dir: Path, category: str, examples: dict[int, tuple], k: int) -> None:
-    """The first ``k`` examples, anomalous images first (each: image, mask, map, label)."""
+    """The first ``k`` examples, anomalous images first (each: image, mask, map, label), as ``.npz`` arrays
+    and as ``.png`` pictures of the map over the image (``bench.heatmap``)."""
     from data.transforms import denormalize
 
     order = sorted(examples, key=lambda i: (examples[i][3] != 1, i))[:k]
     folder = out_dir / "maps" / category
     folder.mkdir(parents=True, exist_ok=True)
+    low, high = map_scale([examples[i][2] for i in order])  # one colour scale for the class's pictures
     for i in order:
         image, mask, amap, _ = examples[i]
-        np.savez_compressed(folder / f"{i:03d}.npz", image=denormalize(image).astype(np.float32),
+        rgb = denormalize(image)
+        np.savez_compressed(folder / f"{i:03d}.npz", image=rgb.astype(np.float32),
                             mask=mask.astype(np.uint8), map=amap.astype(np.float32))
+        save_overlay(folder / f"{i:03d}.png", rgb, amap, low, high)
 
 
 def _keep_example(examples: dict[int, tuple], k: int, i: int, label: int, item) -> None:

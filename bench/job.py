@@ -40,7 +40,7 @@ from reports.run_record import config_diff, shown_keys
 
 log = logging.getLogger(__name__)
 
-TASKS = ("fit", "eval", "complexity", "train_vis_decoder", "vis_recon")
+TASKS = ("fit", "eval", "predict", "complexity", "train_vis_decoder", "vis_recon")
 
 
 def seed_everything(seed: int) -> None:
@@ -85,8 +85,8 @@ def _features(detector, dataset, cfg: DictConfig, split: str, device):
 def _eval_model(cfg: DictConfig, record: dict, overrides: list[str]) -> tuple[DictConfig, dict]:
     """task=eval: the checkpoint ``ckpt`` and ``cfg`` with its model (``checkpoint.model_config``)."""
     if not cfg.ckpt:
-        raise BenchError("task=eval needs ckpt=PATH (a last.ckpt written by a fit job)")
-    state = checkpoint.load(Path(cfg.ckpt), own=False)
+        raise BenchError(f"task={cfg.task} needs ckpt=PATH (a last.ckpt written by a fit job, or its run dir)")
+    state = checkpoint.load(checkpoint.given_path(cfg.ckpt), own=False)
     cfg, choices = checkpoint.model_config(cfg, state.get("config"), state.get("choices"), given=overrides,
                                            source=cfg.ckpt)
     record["config"] = OmegaConf.to_container(cfg, resolve=True)
@@ -134,6 +134,18 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, device, record: dict, logg
     timing.update(eval_timing)
     if curve is not None:  # eval.every: the test curve, its last point the metrics above
         record["curve"] = curve.finish(record["metrics"], eval_timing.get("eval_s"), eval_timing.get("conventions_s"))
+
+
+def _predict(cfg: DictConfig, run_dir: Path, device, record: dict, overrides: list[str]) -> dict:
+    """task=predict: the checkpoint's model scores the folder ``predict.input`` (``bench.predict``)."""
+    from bench.predict import check_threshold, find_images, predict_folder
+
+    check_threshold(cfg.predict.threshold)
+    find_images(cfg.predict.input)  # a missing or empty folder stops the job before the model is built
+    cfg, state = _eval_model(cfg, record, overrides)
+    detector = build_detector(cfg).to(device)
+    checkpoint.load_detector_state(detector, state["model"], cfg.ckpt)
+    return predict_folder(detector, cfg, run_dir, device)
 
 
 def _skip_completed(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> dict | None:
@@ -271,6 +283,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: dict | N
                 config=record["config"]))
             _fit_and_evaluate(cfg, run_dir, device, record, logger, overrides)
             logger.log_final(record["metrics"])
+        elif cfg.task == "predict":
+            record["outputs"] = _predict(cfg, run_dir, device, record, overrides)
         else:
             from bench import visualize
 

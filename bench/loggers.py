@@ -1,4 +1,5 @@
-"""Experiment loggers: ``none``, ``csv`` (files in the run dir) and ``wandb`` (one run per job).
+"""Experiment loggers: ``none``, ``csv`` (files in the run dir), ``tensorboard`` (event files in the run dir)
+and ``wandb`` (one run per job).
 
 Each is built from its node (``conf/logger/<name>.yaml``, ``_target_``) by ``make_logger`` with the run it
 logs: ``run_dir`` and a ``RunInfo``. A logger has ``log_scalars``, ``log_final``, ``log_maps`` and ``finish``.
@@ -113,6 +114,52 @@ class WandbLogger(NullLogger):
 
     def finish(self, status: str) -> None:
         self.run.finish(exit_code=0 if status == "completed" else 1)
+
+
+class TensorBoardLogger(NullLogger):
+    """Event files under ``<run dir>/<subdir>`` (``tensorboard --logdir multirun/...`` shows a sweep): scalars
+    per epoch, the final mean and per-class metrics, the config as text, and the saved maps' pictures."""
+
+    def __init__(self, run_dir: Path, run: RunInfo, *, subdir: str, images: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / subdir))
+        self.n_images = int(images)
+        self._images = 0
+        self._step = 0
+        name = f"{run.experiment or 'adhoc'}/{run.row or 'default'}/seed={run.seed}"
+        self.writer.add_text("run", f"{name} on {run.dataset}")
+
+    def log_scalars(self, values: dict, step: int) -> None:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, step)
+        self._step = max(self._step, step)
+
+    def log_final(self, metrics: dict) -> None:
+        for key, value in (metrics.get("mean") or {}).items():
+            if value is not None:
+                self.writer.add_scalar(f"metrics/{key}", value, self._step)
+        for category, values in sorted((metrics.get("per_class") or {}).items()):
+            for key, value in values.items():
+                if value is not None:
+                    self.writer.add_scalar(f"per_class/{category}/{key}", value, self._step)
+
+    def log_maps(self, category: str, folder: Path | None) -> None:
+        import numpy as np
+        from PIL import Image
+
+        for path in sorted(Path(folder).glob("*.png")) if folder is not None else ():
+            if self._images >= self.n_images:
+                return
+            with Image.open(path) as picture:
+                self.writer.add_image(f"maps/{category}/{path.stem}", np.asarray(picture.convert("RGB")),
+                                      self._step, dataformats="HWC")
+            self._images += 1
+
+    def finish(self, status: str) -> None:
+        self.writer.add_text("status", status)
+        self.writer.close()
 
 
 def make_logger(node: DictConfig, run_dir: Path, run: RunInfo):

@@ -123,6 +123,21 @@ def test_values_that_are_not_plain_or_unknown_keys_are_refused(path, value, reas
         checkpoint.model_config(compose_cfg(["profile=smoke"]), saved, {"model": "uniad"}, given=[], source="x.ckpt")
 
 
+@pytest.mark.parametrize("source", ["local-dir:/tmp/anywhere", "hf-hub:someone/weights", "resnet18"])
+def test_a_checkpoint_never_decides_where_the_backbone_comes_from(source):
+    """``backbone.timm_name`` is compared with the installed option's, never copied: a checkpoint naming
+    ``local-dir:``/``hf-hub:`` (or any other network) is refused with the name shown."""
+    saved = json.loads(json.dumps(checkpoint_config()))
+    saved["backbone"]["timm_name"] = source
+    with pytest.raises(BenchError, match=f"backbone.timm_name is '{source}' where conf/ builds 'tf_efficientnet_lite0'"):
+        checkpoint.model_config(compose_cfg(["profile=smoke"]), saved, {"backbone": "efficientnet_lite0"}, given=[],
+                                source="x.ckpt")
+    saved["backbone"]["timm_name"] = "tf_efficientnet_lite0"
+    cfg, _ = checkpoint.model_config(compose_cfg(["profile=smoke"]), saved, {"backbone": "efficientnet_lite0"},
+                                     given=[], source="x.ckpt")
+    assert cfg.backbone.timm_name == "tf_efficientnet_lite0"
+
+
 def test_a_choice_that_is_not_an_installed_option_is_refused():
     with pytest.raises(BenchError, match="is not an installed option"):
         checkpoint.model_config(compose_cfg(["profile=smoke"]), checkpoint_config(),

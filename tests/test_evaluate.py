@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from PIL import Image
 
 from bench.evaluate import evaluate, record_values
 from bench.metrics import class_metrics, resolve_metrics
@@ -115,9 +116,13 @@ def test_saved_examples_anomalous_first(tmp_path):
     evaluate(_Blur(), data, _cfg(save_maps=4, metrics=["pixel_auroc"]), device=torch.device("cpu"), run_dir=tmp_path)
     labels = [lab for c, _, _, lab in data.items if c == "a"]
     order = [i for i, v in enumerate(labels) if v] + [i for i, v in enumerate(labels) if not v]
-    assert sorted(p.name for p in (tmp_path / "maps" / "a").iterdir()) == sorted(f"{i:03d}.npz" for i in order[:4])
+    assert sorted(p.name for p in (tmp_path / "maps" / "a").iterdir()) == sorted(
+        f"{i:03d}.{ext}" for i in order[:4] for ext in ("npz", "png"))
     kept = np.load(tmp_path / "maps" / "a" / f"{order[0]:03d}.npz")
     assert kept["mask"].shape == (SIZE, SIZE) and kept["mask"].any()
+    # beside each array, its picture: the map over the image at the image's size
+    with Image.open(tmp_path / "maps" / "a" / f"{order[0]:03d}.png") as picture:
+        assert picture.size == (SIZE, SIZE) and picture.mode == "RGB"
 
 
 def test_record_values():

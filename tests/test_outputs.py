@@ -58,3 +58,18 @@ def test_vis_decoder_and_recon_grid(tmp_paths):
     assert recon["outputs"]["images"] == 2 and recon["outputs"]["models"] == ["uniad (lqd_a)"]
     record = json.loads((tmp_paths / "recon" / "metrics.json").read_text())
     assert record["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_tensorboard_run_holds_losses_metrics_and_map_pictures(tmp_paths):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    record = run(compose_cfg([*SMOKE, "logger=tensorboard", "eval.save_maps=1"]), tmp_paths / "run")
+    assert record["status"] == "completed"
+    events = EventAccumulator(str(tmp_paths / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "metrics/image_auroc", "metrics/pixel_auroc"} <= scalars
+    assert len(events.Scalars("train/loss")) == 2  # one per epoch of the smoke profile
+    final = events.Scalars("metrics/image_auroc")[-1].value
+    assert final == pytest.approx(record["metrics"]["mean"]["image_auroc"], abs=1e-6)
+    assert any(tag.startswith("maps/") for tag in events.Tags()["images"])
