@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.transforms import check_image, load_image, load_mask, shown_size
+from rules import INT
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
@@ -158,6 +159,7 @@ class MVTecDataset(Dataset):
     (``data.protocol.AnomalyDataset``; ``conf/data/mvtec.yaml``)."""
 
     has_masks = True  # every defective test image has its mask (``scan`` requires it)
+    RULES = {"image_size": INT(32)}
 
     def __init__(
         self,
