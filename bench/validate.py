@@ -1,8 +1,9 @@
 """Everything a job can check before it trains, checked before it trains (README "Bad input").
 
 ``validate_config`` runs first, on the config alone (no data, no model): every numeric and enumerated
-key against its allowed range (the job's own keys: ``JOB_RULES``; an option's keys: the ``RULES`` its class
-declares, found through ``_target_`` without building anything), metric names, categories, device.
+key against its allowed range (the job's own keys: ``JOB_RULES``; an option's keys, the dataset's categories
+among them: the ``RULES`` its class declares, found through ``_target_`` without building anything), metric
+names, device.
 ``validate_data`` then decodes every train and test image and mask completely, so a truncated or
 empty file stops the job in one line before the first epoch instead of in the middle of training or
 evaluation (each file is decoded once per version: the result is remembered in ``bench.file_index``).
@@ -94,6 +95,9 @@ def check_rules(cfg: DictConfig) -> None:
         if isinstance(value, ListConfig):
             value = OmegaConf.to_container(value, resolve=True)
         if not rule.ok(value):
+            refused = rule.refused(value)
+            if refused:
+                raise BenchError(f"{source}: {refused}")
             raise BenchError(f"{source}={_shown(value)} is out of range: give {rule.allowed()}")
         if isinstance(rule.multiple_of, str) and isinstance(value, int):
             sibling = f"{key.rpartition('.')[0]}.{rule.multiple_of}".lstrip(".")
@@ -122,8 +126,6 @@ def _shown(value) -> str:
 
 def validate_config(cfg: DictConfig) -> None:
     """The checks that need only the config; raises ``BenchError`` on the first problem."""
-    from data.mvtec import category_problem
-
     check_rules(cfg)
     if cfg.task in ("fit", "eval"):
         metrics = cfg.eval.metrics
@@ -135,16 +137,6 @@ def validate_config(cfg: DictConfig) -> None:
             conventions_from_config(cfg.eval)
         except ValueError as exc:
             raise BenchError(str(exc)) from None
-    categories = cfg.data.get("categories")
-    if categories is not None:
-        if not isinstance(categories, ListConfig | list):
-            raise BenchError(f"data.categories={categories}: give a list of names, e.g. [bottle], or null (all)")
-        if len(categories) == 0:
-            raise BenchError("data.categories=[] selects no category: give null (all categories) or a list of names")
-        for name in categories:
-            problem = category_problem(name)
-            if problem:
-                raise BenchError(f"data.categories: {name!r} {problem}")
     device = str(cfg.trainer.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"trainer.device={device} but CUDA is not available here: use trainer.device=auto or cpu")

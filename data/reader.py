@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
-from data.mvtec import IMAGE_EXTENSIONS, Sample, verify_files
+from data.mvtec import CATEGORY_NAMES, IMAGE_EXTENSIONS, Sample, verify_files
 from data.transforms import check_image, load_image, load_mask, read_mask, shown_size
 from rules import BOOL, INT
 
@@ -157,7 +157,7 @@ class ReaderDataset(Dataset):
     """
 
     has_masks = True
-    RULES = {"image_size": INT(32)}
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES}  # subclasses select categories
 
     def __init__(self, root: str | os.PathLike, split: str, image_size: int):
         self.root = str(root)

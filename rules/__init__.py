@@ -13,6 +13,6 @@ This package imports neither torch nor the job, so every package can declare rul
 """
 
 from rules.declared import declared_rules, target_object
-from rules.range import BOOL, INT, ONE_OF, PROB, REAL, SEED, Rule
+from rules.range import BOOL, INT, NAMES, ONE_OF, PROB, REAL, SEED, Rule
 
-__all__ = ["BOOL", "INT", "ONE_OF", "PROB", "REAL", "SEED", "Rule", "declared_rules", "target_object"]
+__all__ = ["BOOL", "INT", "NAMES", "ONE_OF", "PROB", "REAL", "SEED", "Rule", "declared_rules", "target_object"]

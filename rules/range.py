@@ -1,9 +1,11 @@
-"""The rule vocabulary: a number in a range (``INT``, ``REAL``), a flag (``BOOL``), a choice (``ONE_OF``)."""
+"""The rule vocabulary: a number in a range (``INT``, ``REAL``), a flag (``BOOL``), a choice (``ONE_OF``),
+a list of names (``NAMES``)."""
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 class Rule:
     """The allowed values of one key: a number in a range, a boolean, or one of some choices.
 
-    ``kind`` is ``int``, ``real``, ``bool`` or ``choice``; ``low``/``high`` bound a number (``open_low``
+    ``kind`` is ``int``, ``real``, ``bool``, ``choice`` or ``names`` (a list of strings, each passing ``check``,
+    which says why a name is refused or returns None); ``low``/``high`` bound a number (``open_low``
     / ``open_high`` exclude the bound), ``null`` allows None, ``items`` applies the rule to each entry
     of a list (of ``length`` entries when given; ``ordered``: in non-decreasing order, as ``[low, high]``).
     ``multiple_of`` is a number the value must divide by, or the name of a sibling key holding it
@@ -29,11 +32,14 @@ class Rule:
     length: int | None = None
     ordered: bool = False
     multiple_of: int | str | None = None
+    check: Callable[[object], str | None] | None = None
 
     def allowed(self) -> str:
         """The allowed values in words, for an error message ("an integer >= 1")."""
         if self.kind == "bool":
             text = "true or false"
+        elif self.kind == "names":
+            text = "a list of one or more names, e.g. [bottle]"
         elif self.kind == "choice":
             text = "one of " + ", ".join(map(str, self.choices))
         else:
@@ -59,6 +65,8 @@ class Rule:
         """Whether ``value`` is allowed (a sibling ``multiple_of`` is not checked here)."""
         if value is None:
             return self.null
+        if self.kind == "names":
+            return isinstance(value, list | tuple) and bool(value) and self.refused(value) is None
         if self.items:
             if not isinstance(value, list | tuple) or not value or (self.length and len(value) != self.length):
                 return False
@@ -83,6 +91,17 @@ class Rule:
         return not (isinstance(self.multiple_of, int) and value % self.multiple_of)
 
 
+    def refused(self, value) -> str | None:
+        """The first name of ``value`` that ``check`` refuses and why (``"'a/b' is a path, ..."``), or None."""
+        if self.check is None or not isinstance(value, list | tuple):
+            return None
+        for item in value:
+            reason = self.check(item)
+            if reason:
+                return f"{item!r} {reason}"
+        return None
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -103,6 +122,11 @@ BOOL = Rule("bool")
 def ONE_OF(*choices, **kw) -> Rule:  # noqa: N802
     """One of ``choices`` (strings or integers)."""
     return Rule("choice", choices=choices, **kw)
+
+
+def NAMES(check: Callable[[object], str | None], **kw) -> Rule:  # noqa: N802
+    """A list of one or more names, each accepted by ``check`` (None) or refused with its reason."""
+    return Rule("names", check=check, **kw)
 
 
 PROB = REAL(0, 1)
