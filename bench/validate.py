@@ -88,7 +88,7 @@ def checked_rules(cfg: DictConfig) -> list[tuple[str, str, Rule]]:
 def check_rules(cfg: DictConfig) -> None:
     """Every ruled key that ``cfg`` has, against its rule; ``BenchError`` names the first bad one."""
     checks = checked_rules(cfg)
-    # keys set directly before those interpolated from them, so the error names the key the user set
+    # a key's own rule before the rules of the keys that read it (eval.batch_size: ${trainer.batch_size})
     checks.sort(key=lambda check: check[0] != check[1])
     for key, source, rule in checks:
         value = OmegaConf.select(cfg, key)
