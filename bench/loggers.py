@@ -14,6 +14,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rules import INT
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -73,6 +75,8 @@ class CSVLogger(NullLogger):
 
 class WandbLogger(NullLogger):
     """One wandb run per job, grouped by experiment, job type by table row, tagged by seed and dataset."""
+
+    RULES = {"images": INT(0)}  # anomaly-map images logged at the end
 
     def __init__(self, run_dir: Path, run: RunInfo, *, project: str, entity: str | None, images: int):
         import wandb

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from data.errors import DatasetError
 from data.mvtec import Sample
 from data.transforms import to_input
+from rules import INT
 
 BATCHES_DIR = "cifar-10-batches-py"
 SPLIT_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
@@ -105,6 +106,7 @@ class Cifar10ManyVsMany(Dataset):
     """CIFAR-10 as dicts: image [3,S,S], mask [1,S,S] (all 0 or all 1), label, category, path."""
 
     has_masks = True  # each mask is the image's label (all zeros or all ones)
+    RULES = {"image_size": INT(32), "normal_classes": INT(0, 9, items=True)}
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.transforms import check_image, load_image, load_mask, shown_size
+from rules import INT, NAMES
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
@@ -36,6 +37,10 @@ def category_problem(name) -> str | None:
     if name in RESERVED:
         return "collides with the mean row of the tables and records: rename the category folder"
     return None
+
+
+# data.categories of a reader: null (every category) or a list of plain names
+CATEGORY_NAMES = NAMES(category_problem, null=True)
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,7 @@ class MVTecDataset(Dataset):
     (``data.protocol.AnomalyDataset``; ``conf/data/mvtec.yaml``)."""
 
     has_masks = True  # every defective test image has its mask (``scan`` requires it)
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES}
 
     def __init__(
         self,

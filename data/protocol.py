@@ -5,7 +5,8 @@ sets as ``instantiate(cfg.data, split="train" | "test")``, passing every key of 
 ``CONFIG_ONLY_KEYS`` (keys that configure other nodes through interpolation). The feature cache keys on the
 node's values and the content of ``files()``, the readability check calls ``verify``, evaluation groups by
 the samples' categories and skips the pixel metrics when ``has_masks`` is false. Adding a dataset is its
-module and its YAML file.
+module and its YAML file; the allowed values of its keys are declared beside its class (``RULES``, the
+``rules`` package) and checked before anything is built.
 """
 
 from __future__ import annotations

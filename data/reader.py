@@ -24,8 +24,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
-from data.mvtec import IMAGE_EXTENSIONS, Sample, verify_files
+from data.mvtec import CATEGORY_NAMES, IMAGE_EXTENSIONS, Sample, verify_files
 from data.transforms import check_image, load_image, load_mask, read_mask, shown_size
+from rules import BOOL, INT
 
 SPLITS = ("train", "test")
 
@@ -156,6 +157,7 @@ class ReaderDataset(Dataset):
     """
 
     has_masks = True
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES}  # subclasses select categories
 
     def __init__(self, root: str | os.PathLike, split: str, image_size: int):
         self.root = str(root)
@@ -266,6 +268,7 @@ class FolderBenchmark(ReaderDataset):
     SKIP: tuple[str, ...] = ()
     RELEASE = "release"
     OFFICIAL: Mapping[str, Mapping[str, tuple[int, int]]] = {}
+    RULES = {"strict_counts": BOOL}
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, strict_counts: bool = False):

@@ -30,6 +30,7 @@ from pathlib import Path
 from data.errors import DatasetError
 from data.mvtec import Sample
 from data.reader import CountMismatchWarning, ReaderDataset, check_mask_size, found_counts, root_dir, select_categories
+from rules import BOOL, ONE_OF
 
 CATEGORIES = ("audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
               "pcb", "phone_battery", "plastic_nut", "plastic_plug", "porcelain_doll", "regulator",
@@ -81,6 +82,9 @@ def read_split(path: Path) -> dict:
 
 class RealIADDataset(ReaderDataset):
     """Real-IAD by its JSON split files; unified (every class file of ``split``) or ``categories=[...]``."""
+
+    RULES = {"resolution": ONE_OF(*(int(r) if r.isdigit() else r for r in RESOLUTIONS)),
+             "views": ONE_OF(*VIEWS, items=True, null=True), "strict_counts": BOOL}
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, json_split: str = "realiad_jsons", resolution: str | int = 1024,

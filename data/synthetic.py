@@ -30,6 +30,7 @@ from skimage import data as skdata
 
 from data.errors import DatasetError
 from data.mvtec import MVTecDataset
+from rules import INT, REAL, SEED
 
 VERSION = "v3"
 # Grey scikit-image textures, tinted (RGB gains) so categories differ in colour as well as structure.
@@ -395,6 +396,14 @@ def ensure(root: str | os.PathLike, **params) -> Path:
 class SyntheticDataset(MVTecDataset):
     """The generated dataset for ``generator``'s parameters under ``root`` (generated on first use by
     ``ensure``), read as the MVTec AD layout (``conf/data/synthetic.yaml``)."""
+
+    RULES = {  # ``generate``'s parameters
+        "generator.seed": SEED, "generator.image_size": INT(32), "generator.n_train": INT(1),
+        "generator.n_test_good": INT(1), "generator.n_test_defect": INT(1),
+        "generator.defect_size": REAL(0, 0.5, open_low=True, items=True, length=2, ordered=True),
+        "generator.defect_strength": REAL(0, 1, items=True, length=2, ordered=True),
+        "generator.jitter": REAL(0, 0.5), "generator.brightness": REAL(0, 1, open_high=True),
+    }
 
     def __init__(self, root: str | os.PathLike, split: str, *, generator: dict, categories: list[str] | None,
                  image_size: int):

@@ -16,6 +16,7 @@ from pathlib import Path
 from data.errors import DatasetError
 from data.mvtec import Sample
 from data.reader import ReaderDataset, check_counts, check_mask_size, found_counts, root_dir, select_categories
+from rules import BOOL
 
 CATEGORIES = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2", "pcb1", "pcb2",
               "pcb3", "pcb4", "pipe_fryum")
@@ -53,6 +54,8 @@ def read_split(path: Path) -> list[dict[str, str]]:
 
 class VisADataset(ReaderDataset):
     """VisA by its split CSV; unified (every object of the CSV) or ``categories=[candle, ...]``."""
+
+    RULES = {"strict_counts": BOOL}
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, split_file: str = "split_csv/1cls.csv", strict_counts: bool = False):

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rules import BOOL, INT
+
 
 class BackboneWeightsError(RuntimeError):
     """Raised with one line naming the backbone and what to set instead."""
@@ -70,6 +72,8 @@ def _truncate(model: nn.Module) -> nn.Module:
 
 class FeatureExtractor(nn.Module):
     """Pretrained CNN stages → one concatenated stride-``feature_stride`` feature map."""
+
+    RULES = {"frozen": BOOL, "outlayers": INT(1, 5, items=True), "feature_stride": INT(1)}
 
     def __init__(
         self,

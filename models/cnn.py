@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from models.init import xavier_init_
-from models.jitter import FeatureJitter
+from models.jitter import JITTER_RULES, FeatureJitter
+from rules import INT
 
 RESNET34_BLOCKS = (3, 4, 6, 3)
 
@@ -57,6 +58,8 @@ def make_stage(in_channels: int, out_channels: int, blocks: int) -> nn.Sequentia
 
 class CNNReconstruction(nn.Module):
     """C.1 CNN baseline: (B, C_org, H, W) features → reconstructed (B, C_org, H, W), any H, W."""
+
+    RULES = {"hidden_dim": INT(2, multiple_of=2), **JITTER_RULES}  # stages use C/2 channels
 
     def __init__(
         self,

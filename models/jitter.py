@@ -8,6 +8,11 @@ not its square root, exactly as the official code. The loss target stays the cle
 import torch
 from torch import nn
 
+from rules import BOOL, PROB, REAL
+
+# the keys of a reconstruction model that switch and size its jittering (``fj``, ``fj_scale``, ``fj_prob``)
+JITTER_RULES = {"fj": BOOL, "fj_scale": REAL(0), "fj_prob": PROB}
+
 
 class FeatureJitter(nn.Module):
     """Adds token-wise Gaussian noise in training mode; identity in eval mode."""

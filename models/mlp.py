@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from models.init import xavier_init_
-from models.jitter import FeatureJitter
+from models.jitter import JITTER_RULES, FeatureJitter
+from rules import INT, REAL
 
 
 class ProjectionBlock(nn.Sequential):
@@ -94,6 +95,9 @@ class MLPDecoderLayer(nn.Module):
 
 class MLPReconstruction(nn.Module):
     """C.1 MLP baseline: (B, C_org, H, W) features → reconstructed (B, C_org, H, W)."""
+
+    RULES = {"hidden_dim": INT(1), "num_encoder_layers": INT(0), "num_decoder_layers": INT(0),
+             "dim_feedforward": INT(1), "dropout": REAL(0, 1, open_high=True), **JITTER_RULES}
 
     def __init__(
         self,

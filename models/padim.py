@@ -23,9 +23,13 @@ from torch import nn
 from models.feature_select import stage_channel_index
 from models.losses import upsample_map
 from models.smoothing import gaussian_blur
+from rules import INT, ONE_OF, REAL, SEED
 
 
 class PaDiM(nn.Module):
+    RULES = {"layers": INT(1, 5, items=True), "d": INT(1), "epsilon": REAL(0, open_low=True), "sigma": REAL(0),
+             "image_score": ONE_OF("max", "suite"), "seed": SEED}
+
     def __init__(self, stage_channels: list[int], available_stages: list[int], feature_size: tuple[int, int],
                  layers: tuple[int, ...] = (2, 3, 4), d: int = 100, epsilon: float = 0.01, sigma: float = 4.0,
                  image_score: str = "max", seed: int = 0):

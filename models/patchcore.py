@@ -30,9 +30,15 @@ from models.coreset import greedy_coreset
 from models.feature_select import stage_channel_index
 from models.losses import upsample_map
 from models.smoothing import gaussian_blur
+from rules import INT, ONE_OF, REAL, SEED
 
 
 class PatchCore(nn.Module):
+    RULES = {"layers": INT(1, 5, items=True), "patch_size": INT(1), "coreset_ratio": REAL(0, 1, open_low=True),
+             "projection_dim": INT(1, null=True), "num_neighbors": INT(1), "sigma": REAL(0),
+             "image_score": ONE_OF("reweighted", "max", "suite"), "query_chunk": INT(1), "bank_chunk": INT(1),
+             "seed": SEED, "complexity_train_images": INT(1)}
+
     def __init__(self, stage_channels: list[int], available_stages: list[int], feature_size: tuple[int, int],
                  layers: tuple[int, ...] = (3, 4), patch_size: int = 3, coreset_ratio: float = 0.1,
                  projection_dim: int | None = 128, num_neighbors: int = 9, sigma: float = 4.0,

@@ -15,13 +15,21 @@ from torch import nn
 
 from models.attention import EncoderLayer, PositionalAttention
 from models.init import xavier_init_
-from models.jitter import FeatureJitter
+from models.jitter import JITTER_RULES, FeatureJitter
 from models.neighbor_mask import neighbor_mask
 from models.position_embedding import LearnedPositionEmbedding
-from models.query_decoder import QueryDecoder
+from models.query_decoder import DESIGNS, QueryDecoder
+from rules import BOOL, INT, ONE_OF, REAL
 
 
 class UniAD(nn.Module):
+    RULES = {
+        "hidden_dim": INT(1, multiple_of="nhead"), "nhead": INT(1), "num_encoder_layers": INT(0),
+        "num_decoder_layers": INT(0), "dim_feedforward": INT(1), "dropout": REAL(0, 1, open_high=True),
+        "decoder": ONE_OF(*DESIGNS), "nma": BOOL, "neighbor_size": INT(1, items=True, length=2),
+        "fp32_scores": BOOL, **JITTER_RULES,
+    }
+
     def __init__(
         self,
         in_channels: int,
