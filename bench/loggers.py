@@ -124,6 +124,8 @@ class TensorBoardLogger(NullLogger):
     """Event files under ``<run dir>/<subdir>`` (``tensorboard --logdir multirun/...`` shows a sweep): scalars
     per epoch, the final mean and per-class metrics, the config as text, and the saved maps' pictures."""
 
+    RULES = {"images": INT(0)}  # anomaly-map pictures logged at the end
+
     def __init__(self, run_dir: Path, run: RunInfo, *, subdir: str, images: int):
         from torch.utils.tensorboard import SummaryWriter
 

@@ -56,6 +56,7 @@ JOB_RULES: dict[str, Rule] = {
     "eval.every": INT(1, null=True),
     "cache.features": BOOL, "cache.dtype": ONE_OF("float16", "float32", "bfloat16"), "cache.disk": BOOL,
     "vis.num_images": INT(1), "vis.epochs": INT(1),
+    "predict.threshold": REAL(null=True), "predict.maps": BOOL,  # task=predict (bench/predict.py)
 }
 
 

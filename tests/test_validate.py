@@ -152,7 +152,7 @@ def test_a_job_with_a_nonsense_batch_size_fails_before_training(tmp_paths, never
     assert record["status"] == "failed" and "trainer.batch_size" in record["error"]
 
 
-NULL_NAMES = {"ckpt", "data.categories", "data.labels", "experiment", "logger.entity"}
+NULL_NAMES = {"ckpt", "data.categories", "data.labels", "experiment", "logger.entity", "predict.input"}
 
 
 def _options() -> list[list[str]]:
