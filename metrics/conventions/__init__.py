@@ -17,7 +17,7 @@ from __future__ import annotations
 from metrics.conventions.ader import _adeval_package, ader, ader_pixel_f1_max, adeval_backend, adeval_pixel_metrics
 from metrics.conventions.anomalib import anomalib
 from metrics.conventions.collect import Conventions, conventions_from_config
-from metrics.conventions.common import ALL, flipped, pooled_max_scores, top_ratio_scores
+from metrics.conventions.common import ALL, PerClass, flipped, pooled_max_scores, top_ratio_scores
 from metrics.conventions.dinomaly import dinomaly, dinomaly_aupro
 from metrics.conventions.official import official
 from metrics.conventions.pooled import pooled_auroc
@@ -34,6 +34,7 @@ __all__ = [
     "ALL",
     "OURS_LEGEND",
     "Conventions",
+    "PerClass",
     "_adeval_package",
     "ader",
     "ader_pixel_f1_max",
