@@ -28,7 +28,7 @@ CURVE = "curve.json"
 
 def curve_point(epoch: int, metrics: dict, eval_s: float | None, conventions_s: float | None = None) -> dict:
     """One point of the curve: the epoch (1-based: epochs completed), the class means of every metric,
-    the class means of every convention (``bench.conventions``) and the evaluation's seconds (and those
+    the class means of every convention (``metrics.conventions``) and the evaluation's seconds (and those
     of the conventions within them)."""
     point = {"epoch": int(epoch), "mean": dict(metrics["mean"])}
     conventions = metrics.get("conventions")

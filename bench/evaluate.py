@@ -2,7 +2,7 @@
 
 For each class the anomaly maps (float32, on the evaluation device, preallocated for the class) and
 bit-packed masks are gathered with the image scores and labels, reduced to the requested metrics
-exactly (``bench.class_maps``), and dropped before the next class is read, so memory is bounded by
+exactly (``metrics.class_maps``), and dropped before the next class is read, so memory is bounded by
 the largest class. The reported value of a metric is the unweighted mean over the classes where it
 is defined; the record names the others and why (``record_values``).
 """
@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from bench import precision
-from bench.class_maps import ClassMaps
-from bench.conventions import conventions_from_config
 from bench.heatmap import map_scale, save_overlay
-from bench.metrics import class_metrics, image_undefined_reason, mean_metrics, resolve_metrics, without_pixel_metrics
-from bench.subset_metrics import subset_metrics
+from metrics import class_metrics, image_undefined_reason, mean_metrics, metric, resolve_metrics, without_pixel_metrics
+from metrics.class_maps import ClassMaps
+from metrics.conventions import conventions_from_config
+from metrics.subset_metrics import subset_metrics
 from models.losses import image_scores
 
 
@@ -97,14 +97,14 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
         names, skipped = without_pixel_metrics(names)
     detector.eval()
     categories = sample_categories(test_set)
-    image_names = [n for n in names if n.startswith("image_")]
-    pixel_names = [n for n in names if n.startswith("pixel_")]
+    image_names = [n for n in names if metric(n).level == "image"]
+    pixel_names = [n for n in names if metric(n).level == "pixel"]
     per_class: dict[str, dict[str, float]] = {}
     reasons: dict[str, dict[str, str]] = {}
     t0 = time.perf_counter()
     metrics_s = 0.0  # of which reducing the gathered classes to their metrics
     k_maps = int(eval_cfg.save_maps or 0)
-    # eval.conventions: the published conventions' metrics from the same maps (bench/conventions.py)
+    # eval.conventions: the published conventions' metrics from the same maps (metrics/conventions/)
     conventions = conventions_from_config(eval_cfg) if test_set.has_masks else None
     conventions_s = 0.0
     bar = tqdm(total=len(test_set), desc="eval", dynamic_ncols=True)
@@ -158,7 +158,7 @@ def _evaluate(detector, test_set, eval_cfg, *, device: torch.device, features: t
                                                seed=0))
         per_class[category] = {**{name: values[name] for name in names}, **extra}
         metrics_s += time.perf_counter() - t_class
-        reasons[category] = {name: (image_undefined_reason(labels_np) if name.startswith("image_")
+        reasons[category] = {name: (image_undefined_reason(labels_np) if metric(name).level == "image"
                                     else buffer.undefined_reason(name, labels_np) if buffer is not None else "")
                              for name in names}
         if k_maps and run_dir is not None:

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench.conventions import conventions_from_config
 from bench.errors import BenchError
 from bench.file_index import FileIndex
-from bench.metrics import resolve_metrics
+from metrics import metric_names, resolve_metrics
+from metrics.conventions import conventions_from_config
 from rules import BOOL, INT, ONE_OF, REAL, SEED, Rule, declared_rules, target_object
 
 PRECISION = ONE_OF("fp32", "tf32", "bf16")
@@ -129,9 +129,12 @@ def validate_config(cfg: DictConfig) -> None:
     """The checks that need only the config; raises ``BenchError`` on the first problem."""
     check_rules(cfg)
     if cfg.task in ("fit", "eval"):
-        metrics = cfg.eval.metrics
+        selected = cfg.eval.metrics
+        if isinstance(selected, ListConfig | list) and len(selected) == 0:
+            known = ", ".join(["all", *metric_names()])
+            raise BenchError(f"eval.metrics=[] selects no metric: give one or more of {known}")
         try:
-            resolve_metrics(list(metrics) if isinstance(metrics, ListConfig) else metrics)
+            resolve_metrics(list(selected) if isinstance(selected, ListConfig) else selected)
         except ValueError as exc:
             raise BenchError(f"eval.metrics: {exc}") from None
         try:

@@ -8,7 +8,8 @@ One row per record. Columns:
   ``reports.run_record.NEUTRAL`` tags ``average``, sorted, comma-joined; ``""`` for the defaults),
   ``has_maps``, ``git_sha``, ``git_dirty`` (from ``env``);
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
-- ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD) beside the seven;
+- ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD: the mean of the
+  metrics ``metrics.registry`` marks as its members, when a run has every one of them);
 - ``complexity.<name>``: ``learnable_params``, ``gflops``, ``backbone_params`` …;
 - ``per_class.<category>.<metric>``: ``metrics.per_class`` (NaN where the record holds null);
 - ``undefined.<category>.<metric>``: why ``metrics.undefined`` says that metric is not defined for that
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from metrics.registry import MAD, column_order, mad_members
 from reports.run_record import RECORD, Metrics, Record, flatten, is_neutral, parse_record
 
 CHOICE = "choice."  # run-frame columns of the config-group options (``choice.model``: ``uniad``)
@@ -43,18 +45,6 @@ def key_name(column: str) -> str:
 # a run's identity, first in results.csv; FIXED_COLUMNS lead the run frame
 IDENTITY_COLUMNS = ("run_dir", "status", "error", "task", "experiment", "seed", "n_seeds", "overrides", "swept")
 FIXED_COLUMNS = (*IDENTITY_COLUMNS, "has_maps", "git_sha", "git_dirty")
-METRIC_ORDER = (
-    "image_auroc",
-    "pixel_auroc",
-    "image_ap",
-    "image_f1_max",
-    "pixel_ap",
-    "pixel_f1_max",
-    "pixel_aupro",
-    "mad",
-)
-# ADer's mAD: the unweighted mean of these seven class-averaged metrics (a run has it when it has all seven)
-MAD_OF = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro")
 
 
 @dataclass
@@ -148,9 +138,10 @@ def record_row(record: Record | dict, run_dir: str | Path) -> dict:
     row.update({f"{CHOICE}{group}": option for group, option in record.group_choices.items()})
     for name, value in metrics.mean.items():
         row[f"metric.{name}"] = _number(value)
-    seven = [row.get(f"metric.{name}") for name in MAD_OF]
-    if all(isinstance(v, float) and not math.isnan(v) for v in seven):
-        row["metric.mad"] = sum(seven) / len(seven)
+    # ADer's mAD: the unweighted mean of its members' class means (a run has it when it has every one)
+    members = [row.get(f"metric.{name}") for name in mad_members()]
+    if all(isinstance(v, float) and not math.isnan(v) for v in members):
+        row[f"metric.{MAD}"] = sum(members) / len(members)
     for category, values in metrics.per_class.items():
         for name, value in values.items():
             row[f"per_class.{category}.{name}"] = _number(value)
@@ -169,7 +160,9 @@ def _number(value):
 
 
 def metric_sort_key(name: str) -> tuple:
-    return (METRIC_ORDER.index(name), "") if name in METRIC_ORDER else (len(METRIC_ORDER), name)
+    """Registered metrics in their column order (``metrics.registry``), mAD, then any other name."""
+    order = column_order()
+    return (order.index(name), "") if name in order else (len(order), name)
 
 
 def _column_order(columns: Iterable[str]) -> list[str]:

@@ -40,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from metrics.registry import DEFAULT_METRICS, is_metric, label, metric
 from reports.collect import CHOICE, is_missing, key_name
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -63,8 +64,6 @@ class MetricSpec:
     unit: str = "%"
 
 
-DET = MetricSpec("image_auroc", "Det.", "metric.image_auroc")
-LOC = MetricSpec("pixel_auroc", "Loc.", "metric.pixel_auroc")
 GFLOPS = MetricSpec("gflops", "GFLOPs", "complexity.gflops", 1.0, 2, False, False, True, "G")
 LEARNABLE = MetricSpec(
     "learnable_params_m", "Learnable params (M)", "complexity.learnable_params", 1e-6, 2, False, False, True, "M"
@@ -83,18 +82,10 @@ STORED = MetricSpec(
     True,
     "M",
 )
-METRIC_LABELS = {
-    "image_auroc": "image AUROC",
-    "pixel_auroc": "pixel AUROC",
-    "image_ap": "image AP",
-    "image_f1_max": "image F1-max",
-    "pixel_ap": "pixel AP",
-    "pixel_f1_max": "pixel F1-max",
-    "pixel_aupro": "pixel AUPRO",
-    "mad": "mAD",
-}
+# the legend's first sentence: the default metrics' labels and definitions (metrics.registry)
 DEFINITIONS = (
-    "Det. = image-level AUROC, Loc. = pixel-level AUROC, each the mean over categories, in %; "
+    ", ".join(f"{metric(n).table_label} = {metric(n).definition}" for n in DEFAULT_METRICS)
+    + ", each the mean over categories, in %; "
     "ours = mean ± sample std (ddof=1) over seeds (n = completed seeds); "
     "Δ = ours − paper in points (from the rounded values)."
 )
@@ -105,11 +96,12 @@ GENERIC_DEFINITIONS = (
 
 
 def metric_spec(name: str) -> MetricSpec:
-    """A spec for any ``metrics.mean`` key (used by the generic and per-class tables)."""
-    for spec in (DET, LOC, GFLOPS, LEARNABLE, BACKBONE, STORED):
+    """A spec for any ``metrics.mean`` key (used by the generic and per-class tables): a registered
+    metric is labelled as the registry says (its paper label when it has one), mAD as mAD."""
+    for spec in (GFLOPS, LEARNABLE, BACKBONE, STORED):
         if name == spec.key:
             return spec
-    return MetricSpec(name, METRIC_LABELS.get(name, name), f"metric.{name}")
+    return MetricSpec(name, metric(name).table_label if is_metric(name) else label(name), f"metric.{name}")
 
 
 # --- rows and tables ----------------------------------------------------------------------------------

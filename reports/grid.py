@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from metrics.registry import label
 from reports.aggregate import Cell, Row, Table, aggregate, delta
 from reports.collect import is_missing, metric_sort_key, per_class_columns, undefined_of
-from reports.declaration import METRIC_LABELS, MetricSpec, metric_spec
+from reports.declaration import MetricSpec, metric_spec
 from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE
 from reports.variants import value_text
 
@@ -282,7 +283,7 @@ def per_class_grids(table: Table) -> list[Grid]:
             {m for pairs in classes.values() for m, _ in pairs} | {m for ms in undefined.values() for m in ms},
             key=metric_sort_key,
         )
-        columns = ["category", *(METRIC_LABELS.get(m, m) for m in names)]
+        columns = ["category", *(label(m) for m in names)]
         lines, numbers = [], []
         for category, pairs in classes.items():
             lookup = dict(pairs)
@@ -320,7 +321,7 @@ def per_class_grids(table: Table) -> list[Grid]:
             f"per category; {mean_line[0]} row: the mean over categories of each run, then over seeds."
         )
         notes = [
-            f"{UNDEFINED_MARK} {METRIC_LABELS.get(name, name)} is not defined for {category}: {why}; "
+            f"{UNDEFINED_MARK} {label(name)} is not defined for {category}: {why}; "
             "means leave it out."
             for category, metrics in sorted(undefined.items())
             for name, why in sorted(metrics.items())

@@ -7,7 +7,7 @@ Two grids (:class:`reports.grid.Grid`, rendered like every other table):
   curve (``reports.selection``), with each one's inflation over the last epoch. Marked "selected on the
   test set".
 * ``protocol_grid(table)``: for a table that declares ``protocol:`` under ``hydra.sweeper.table``
-  (``conf/experiment/protocol.yaml``): every convention (``bench.conventions``) against every selection
+  (``conf/experiment/protocol.yaml``): every convention (``metrics.conventions``) against every selection
   rule, each cell the mean ± std over seeds and, in brackets, its difference from ours (last epoch,
   exact) paired per seed.
 
@@ -22,25 +22,14 @@ from pathlib import Path
 
 import yaml
 
+from metrics.conventions.registry import legend
+from metrics.registry import DEFAULT_METRICS, is_metric, label
 from reports.aggregate import Row, Table
 from reports.collect import load_record
 from reports.grid import MISSING, Grid, fmt_delta
 from reports.selection import DEFAULT_KEY, RULES, SELECTED_NOTE, record_selection
 from reports.selection import LEGEND as RULE_LEGEND
 
-CONVENTION_LEGEND = {
-    "ours": "ours: exact (every distinct score a threshold), AUROC not flipped, AUPRO to FPR 0.3 divided by 0.3, "
-            "image score = max of the 16x16 average-pooled map, mean over classes",
-    "official": "official: UniAD utils/eval_helper.py, AUROC flipped below 0.5, image label from the mask",
-    "ader": "ader: ADer util/metric.py, pixel AUROC/AP/AUPRO from ADEval's 50-bin histograms",
-    "dinomaly": "dinomaly: Dinomaly utils.py, image score = mean of the top 1% of the map, AUPRO at 200 "
-                "thresholds divided by the largest FPR below 0.3",
-    "anomalib": "anomalib: anomalib >= 2.3 metrics on the same maps and scores (exact)",
-    "pooled": "pooled: one AUROC over all classes' images (pixels) together, not the mean of per-class AUROCs",
-}
-LABELS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "pixel AUPRO",
-          "image_ap": "image AP", "pixel_ap": "pixel AP", "image_f1_max": "image F1-max",
-          "pixel_f1_max": "pixel F1-max"}
 RULE_NAMES = {"last": "last epoch", "official": "official best", "ader": "ADer max"}
 
 
@@ -63,7 +52,7 @@ def protocol_decl(path: Path | None) -> ProtocolDecl | None:
     if not raw:
         return None
     return ProtocolDecl(conventions=tuple(raw.get("conventions") or ()), rules=tuple(raw.get("rules") or RULES),
-                        metrics=tuple(raw.get("metrics") or ("image_auroc", "pixel_auroc")),
+                        metrics=tuple(raw.get("metrics") or DEFAULT_METRICS),
                         key=str(raw.get("key") or DEFAULT_KEY))
 
 
@@ -121,7 +110,7 @@ def _paired(values: list[tuple[int | None, float]], base: list[tuple[int | None,
 def selection_grid(table: Table, key: str = DEFAULT_KEY) -> Grid | None:
     """Ours at the last epoch beside the official and ADer selections, per row, for a table whose runs
     kept a test curve; None when none did."""
-    metrics = [m for m in table.spec.metrics if m.key in LABELS]
+    metrics = [m for m in table.spec.metrics if is_metric(m.key)]
     rows, any_curve = [], False
     for row in table.rows:
         records = _records(row)
@@ -167,12 +156,12 @@ def protocol_grid(table: Table) -> Grid | None:
                 mine = convention is None and rule == "last"
                 cells.append(_value_text([v for _, v in values], None if mine else _paired(values, base[metric])))
             rows.append(cells)
-    columns = ["convention", "selection", *(LABELS.get(m, m) for m in decl.metrics)]
+    columns = ["convention", "selection", *(label(m) for m in decl.metrics)]
     caption = (f"{table.spec.title.rstrip('.')}: {len(records)} run(s), seeds {', '.join(map(str, seeds)) or '—'}; "
                "mean ± std over the seeds (percent) and, in brackets, the difference from ours at the last epoch "
                f"paired per seed. Every row but ours / last epoch is another protocol; rows other than 'last "
                f"epoch' are {SELECTED_NOTE}.")
-    notes = [CONVENTION_LEGEND[c] for c in ("ours", *decl.conventions) if c in CONVENTION_LEGEND]
+    notes = [legend(c) for c in ("ours", *decl.conventions)]
     notes += [f"{RULE_NAMES.get(r, r)}: {RULE_LEGEND[r]}" for r in decl.rules if r in RULE_LEGEND]
     return Grid(key=f"{table.spec.key}-protocols", title=f"{table.spec.key}: every convention x every selection rule",
                 columns=columns, rows=rows, caption=caption, notes=notes, n_label_columns=2)

@@ -1,4 +1,4 @@
-"""Tests of bench.class_maps: the bounded-memory class buffer gives bench.metrics' pixel values exactly."""
+"""Tests of metrics.class_maps: the bounded-memory class buffer gives the pixel metrics exactly."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import bench.class_maps as class_maps
-from bench.class_maps import ClassMaps, sort_scores
-from bench.metrics import class_metrics, pixel_aupro
+import metrics.class_maps as class_maps
+from metrics import class_metrics, pixel_aupro
+from metrics.class_maps import ClassMaps, sort_scores
 from tests.test_metrics import blobs, noisy_maps, reference_aupro, step_case
 
 PIXEL = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro")
@@ -50,12 +50,14 @@ def test_equals_todays_functions(seed, quantize):
 @pytest.mark.parametrize("on_host", [True, False])
 def test_device_path_on_cpu_and_small_chunks(monkeypatch, on_host):
     """The device code path (torch.sort, torch boolean indexing) run on the CPU, and chunks of one
-    image (partition, AUPRO) and of 37 anomalous scores (ranking; ties span chunks)."""
+    image (partition, AUPRO) and of 37 anomalous scores (ranking; ties span chunks), against the values
+    of the host path in one chunk (computed first)."""
+    cases = [_case(seed, n=9, quantize=quantize) for seed, quantize in ((10, None), (11, 5), (12, 20))]
+    want = [_today(masks, maps) for masks, maps in cases]
     monkeypatch.setattr(class_maps, "_on_host", lambda values: on_host)
     monkeypatch.setattr(class_maps, "_CHUNK", 37)
-    for seed, quantize in ((10, None), (11, 5), (12, 20)):
-        masks, maps = _case(seed, n=9, quantize=quantize)
-        _assert_same(_new(masks, maps), _today(masks, maps))
+    for (masks, maps), values in zip(cases, want, strict=True):
+        _assert_same(_new(masks, maps), values)
 
 
 def test_sort_scores_both_paths(monkeypatch):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.class_maps import ClassMaps
 from bench.tools.eval_scale import DefectDataset
+from metrics.class_maps import ClassMaps
 from tests.test_class_maps import PIXEL, _assert_same, _case
 
 DEVICE = torch.device(os.environ.get("UNIAD_BENCH_GPU_TEST_DEVICE", "cuda"))

@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bench import conventions as cv
-from bench.metrics import image_auroc, pixel_aupro, pixel_auroc
+from metrics import conventions as cv
+from metrics import image_auroc, pixel_aupro, pixel_auroc
 
 H = W = 32
 
@@ -127,7 +127,7 @@ def test_ader_pixel_f1_max_uses_minmax_normalised_maps_at_21_thresholds():
     f1 = cv.ader_pixel_f1_max(masks, maps)
     # the best grid threshold is 0.15 (every anomalous pixel above, plus the 4): F1 = 2*256/(2*256+4)
     assert f1 == pytest.approx(2 * 256 / (2 * 256 + 4), abs=1e-6)
-    from bench.metrics import pixel_f1_max
+    from metrics import pixel_f1_max
 
     assert pixel_f1_max(masks, maps) == pytest.approx(f1)  # exact agrees here (same best threshold)
 

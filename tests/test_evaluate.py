@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from bench.evaluate import evaluate, record_values
-from bench.metrics import class_metrics, resolve_metrics
+from metrics import class_metrics, resolve_metrics
 from tests.test_metrics import blobs
 
 SIZE = 32
@@ -136,7 +136,7 @@ def test_record_values():
 
 def test_subset_and_sample_metrics_see_the_class_maps():
     """Metrics over subsets of the images (MVTec LOCO) get the class's maps before they are reordered."""
-    from bench.subset_metrics import subset_metrics
+    from metrics.subset_metrics import subset_metrics
 
     data = _Classes()
     data.subsets = [("even",) if i % 2 == 0 else ("odd",) for i in range(len(data))]

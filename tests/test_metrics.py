@@ -1,4 +1,4 @@
-"""Tests of bench.metrics: hand-computed values, sklearn parity, and an independent AUPRO reference."""
+"""Tests of the metrics package: hand-computed values, sklearn parity, and an independent AUPRO reference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from bench.metrics import (
+from metrics import (
     DEFAULT_METRICS,
     METRICS,
     class_metrics,
@@ -395,7 +395,8 @@ def test_mean_metrics():
 
 
 def test_subsample_is_without_replacement_across_chunks():
-    from bench.metrics import _CHUNK, _subsample
+    from metrics.inputs import SUBSAMPLE_CHUNK as _CHUNK
+    from metrics.inputs import subsample as _subsample
 
     values = np.arange(2 * _CHUNK + 12345, dtype=np.int32)
     sample = _subsample(values, 300_000, seed=5)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.subset_metrics import subset_metrics
 from data.errors import DatasetError
 from data.mvtec_loco import MVTecLOCODataset
 from data.reader import found_counts
+from metrics.subset_metrics import subset_metrics
 from tests.benchmark_fixtures import image, make_loco
 
 # the fixtures are tiny: their counts differ from every release's (the count tests check the warning)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.job import run
-from bench.metrics import METRICS
+from metrics import METRICS
 from tests.conftest import compose_cfg
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4"]

@@ -18,7 +18,7 @@ EXPERIMENT = f"{CONF}/experiment/protocol.yaml"
 
 def test_protocol_table_file_declares_every_convention_and_rule():
     decl = protocol_decl(EXPERIMENT)
-    from bench.conventions import CONVENTIONS
+    from metrics.conventions import CONVENTIONS
     from reports.selection import RULES
 
     assert decl.conventions == CONVENTIONS and decl.rules == RULES and decl.key == "pixel_auroc"

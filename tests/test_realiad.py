@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from bench.subset_metrics import sample_level, subset_metrics
 from data import realiad
 from data.errors import DatasetError
 from data.reader import CountMismatchWarning, found_counts
 from data.realiad import RealIADDataset
+from metrics.subset_metrics import sample_level, subset_metrics
 from tests.benchmark_fixtures import make_realiad
 
 # the fixtures are tiny: their counts differ from every release's (the count tests check the warning)

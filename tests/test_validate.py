@@ -19,6 +19,8 @@ from tests.test_mvtec import make_tree
 
 @pytest.mark.parametrize(("override", "named"), [
     ("eval.metrics=[image_auroc,pixel_aucroc]", "pixel_aucroc"),
+    ("eval.metrics=[]", "eval.metrics"),
+    ("eval.conventions=[oficial]", "oficial"),
     ("eval.normal_pixel_budget=0", "eval.normal_pixel_budget"),
     ("eval.normal_pixel_budget=-5", "eval.normal_pixel_budget"),
     ("trainer.epochs=-3", "trainer.epochs"),
@@ -57,7 +59,7 @@ def never_trains(monkeypatch):
 
 
 @pytest.mark.parametrize("override", ["trainer.epochs=-3", "trainer.epochs=2.7", "data.categories=[]",
-                                      "eval.metrics=[auroc]"])
+                                      "eval.metrics=[auroc]", "eval.metrics=[]"])
 def test_a_job_with_a_bad_value_fails_before_training_with_a_record(tmp_paths, never_trains, override):
     with pytest.raises(BenchError):
         run(compose_cfg(["profile=smoke", override]), tmp_paths / "run")

@@ -41,6 +41,7 @@ import torch
 from bench.errors import BenchError
 from bench.tools import perf
 from bench.tools.measure import device_name
+from metrics import DEFAULT_METRICS, label
 
 ROOT = Path(__file__).resolve().parents[2]
 MVTEC_TRAIN_IMAGES = 3629
@@ -292,12 +293,12 @@ def markdown(data: dict) -> str:
         lines += ["", "## Short paper-architecture training in each precision (same seed)", "",
                   f"Overrides: `{' '.join(data.get('train_overrides', []))}` and the row's, seed {data.get('seed')}.",
                   "",
-                  "| precision | image AUROC | pixel AUROC | fit (s) | train img/s |",
+                  f"| precision | {' | '.join(label(k) for k in DEFAULT_METRICS)} | fit (s) | train img/s |",
                   "| --- | --- | --- | --- | --- |"]
         for mode, r in training.items():
             m, tm = r["metrics"], r["timing"]
-            auroc = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a" for k in ("image_auroc", "pixel_auroc")]
-            lines.append(f"| {mode} | {auroc[0]} | {auroc[1]} | {_cell(tm.get('fit_s'))} | "
+            values = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else "n/a" for k in DEFAULT_METRICS]
+            lines.append(f"| {mode} | {' | '.join(values)} | {_cell(tm.get('fit_s'))} | "
                          f"{_cell(tm.get('train_images_per_s'))} |")
         lines.append("")
         for mode, diff in minus_fp32(training).items():

@@ -1,45 +1,85 @@
-"""One class's anomaly maps in bounded memory, and its four pixel metrics computed exactly from them.
+"""The engine of the pixel metrics: one class's maps in bounded memory, reduced exactly, chunk by chunk.
 
-Evaluation at Real-IAD's scale holds one class at a time (README "Metrics"): 7,600 test images at
-224 px are 381 million pixels. ``ClassMaps`` keeps them as one float32 tensor (4 bytes a pixel, on
-the evaluation device, so CUDA maps never visit the host) and the ground-truth masks bit-packed on
-the host (1/8 byte a pixel). ``ClassMaps.pixel_metrics`` then adds only a copy of the anomalous
-pixels' scores (4 bytes each) and temporaries of one chunk of images: no float64 or int64 array of
-the class's size, and no argsort of it, is ever made. The values are those of ``bench.metrics``'
-``pixel_auroc``, ``pixel_ap``, ``pixel_f1_max`` and ``pixel_aupro`` on the same float32 maps (equal
-to float rounding; tests/test_class_maps.py), by these steps:
+Every pixel metric is computed here, for maps held in memory (``metrics.pixel``) and for one class's
+buffer during evaluation alike. Evaluation at Real-IAD's scale holds one class at a time (README
+"Metrics"): 7,600 test images at 224 px are 381 million pixels. ``ClassMaps`` keeps them as one tensor
+(float32 during evaluation: 4 bytes a pixel, on the evaluation device, so CUDA maps never visit the
+host) and the ground-truth masks bit-packed on the host (1/8 byte a pixel). ``ClassMaps.pixel_metrics``
+then adds only a copy of the anomalous pixels' scores and temporaries of one chunk: no float64 or
+int64 array of the class's size, and no argsort of it, is ever made. The steps:
 
 1. Partition: chunk by chunk the anomalous scores are copied out (in C order) and the normal ones
    are compacted to the front of the maps tensor, in place.
 2. The normal scores are sorted in place: numpy's sort on the CPU (no index array), ``torch.sort``
-   on other devices (the device has room for its indices).
-3. AUPRO: the trapezoid area under the PRO curve is linear in the region pixels' indicator curves,
-   so it is a sum over anomalous pixels. Pixel p of region r weighs ``1 / (R |r|)``; its curve is 0
-   until FPR reaches ``a`` = FPR(score > s_p), rises linearly to 1 at ``b`` = FPR(score >= s_p)
-   (normal pixels tied with it enter with it: the diagonal step) and stays 1. Its area up to the
-   limit L is 0 (L <= a), ``(b - a) / 2 + L - b`` (L >= b), or ``(L - a)^2 / (2 (b - a))``; ``a`` and
-   ``b`` are binary searches of s_p among the sorted normal scores. Regions are labelled image by
-   image on the host (``scipy.ndimage.label``, 8-connectivity), where the masks already are.
-4. The anomalous scores are sorted in place; per anomalous pixel, binary searches give the normal
-   pixels below / tied with it (AUROC: the Mann-Whitney count, ties 1/2, summed exactly in int64)
-   and TP, FP at the threshold ``score >= s_p`` (AP = mean over anomalous pixels of the precision
-   there, F1-max = max of 2 TP / (TP + FP + n_anomalous)), chunk by chunk.
+   on other devices (the device has room for its indices). With ``normal_pixel_budget`` a seeded
+   sample of them replaces them.
+3. The region pass (metrics that need ``regions``: AUPRO): per chunk of images, each anomalous
+   pixel's region (labelled image by image on the host, ``scipy.ndimage.label``, 8-connectivity,
+   where the masks already are) and the normal pixels above / at or above its score (``RegionChunk``).
+4. The ranked pass (the others): the anomalous scores are sorted in place; per chunk of them, binary
+   searches give the normal pixels below / tied with each, and TP, FP at ``score >= s`` (``RankedChunk``).
+
+Each metric's reducer (its row in ``metrics.registry``) reads the chunks of its pass.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from bench.metrics import _subsample, binary_masks, check_normal_pixel_budget, resolve_metrics
+from metrics.inputs import binary_masks, check_normal_pixel_budget, subsample
+from metrics.registry import metric, resolve_metrics
 
-__all__ = ["ClassMaps", "sort_scores"]
+__all__ = ["ClassMaps", "PixelCounts", "RankedChunk", "RegionChunk", "sort_scores"]
 
 NAN = float("nan")
-_STRUCTURE = np.ones((3, 3), dtype=bool)  # 8-connectivity, as bench.metrics.pixel_aupro
-#: pixels per chunk of the partition and AUPRO passes, and anomalous scores per chunk of the ranking
+_STRUCTURE = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the MVTec AD reference evaluation code
+#: pixels per chunk of the partition and region passes, and anomalous scores per chunk of the ranked pass
 _CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class PixelCounts:
+    """What a reducer is made with: the class's counts and the options of the evaluation."""
+
+    n_pos: int  # anomalous pixels (>= 1: a class without any gets nan without a pass)
+    n_neg: int  # normal pixels used: all of them, or the subsample's size
+    scale: float  # normal pixels each used one stands for (1 unless subsampled)
+    fpr_limit: float  # AUPRO's integration limit
+
+
+class RankedChunk:
+    """A chunk of the ranked pass: ``scores`` (ascending anomalous scores), the normal pixels ``below``
+    and ``at_or_below`` each (int64), and at ``score >= s`` the float64 ``tp`` and (scaled) ``fp``."""
+
+    def __init__(self, scores: torch.Tensor, below: torch.Tensor, at_or_below: torch.Tensor,
+                 pos: torch.Tensor, counts: PixelCounts):
+        self.scores, self.below, self.at_or_below = scores, below, at_or_below
+        self._pos, self._counts = pos, counts
+
+    @cached_property
+    def tp(self) -> torch.Tensor:  # anomalous pixels >= s (>= 1)
+        return (self._counts.n_pos - torch.searchsorted(self._pos, self.scores, right=False)).double()
+
+    @cached_property
+    def fp(self) -> torch.Tensor:
+        return (self._counts.n_neg - self.below).double() * self._counts.scale
+
+
+@dataclass(frozen=True)
+class RegionChunk:
+    """A chunk of the region pass: per anomalous pixel its ``region`` (0 .. ``n_regions`` - 1 within the
+    chunk, whose images hold whole regions) and the normal pixels scoring ``above`` it and ``at_or_above``
+    it (float64)."""
+
+    region: torch.Tensor
+    n_regions: int
+    above: torch.Tensor
+    at_or_above: torch.Tensor
 
 
 def _on_host(values: torch.Tensor) -> bool:
@@ -48,7 +88,7 @@ def _on_host(values: torch.Tensor) -> bool:
 
 
 def sort_scores(values: torch.Tensor) -> torch.Tensor:
-    """``values`` (1-D float32) sorted ascending, NaN last.
+    """``values`` (1-D) sorted ascending, NaN last.
 
     On the host the tensor's own memory is sorted in place by numpy (torch.sort would allocate an
     int64 index per element: 8 bytes a pixel); on a device, ``torch.sort(values).values``.
@@ -59,34 +99,53 @@ def sort_scores(values: torch.Tensor) -> torch.Tensor:
     return torch.sort(values).values
 
 
+def _as_images(array):
+    """An N x H x W view of an N x H x W, N x 1 x H x W or H x W array or tensor."""
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    return array[None] if array.ndim == 2 else array
+
+
+def _scores(maps) -> torch.Tensor:
+    """``maps`` as a tensor in a precision with the same order and ties: float16 as float32, integers as
+    int64; anything not a real number raises ``ValueError``."""
+    maps_t = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(maps))
+    if maps_t.dtype.is_complex or maps_t.dtype == torch.bool:
+        raise ValueError(f"maps must be real numbers, got dtype {maps_t.dtype}")
+    if maps_t.dtype.is_floating_point:
+        return maps_t if maps_t.dtype in (torch.float32, torch.float64) else maps_t.float()
+    return maps_t.long()
+
+
 class ClassMaps:
-    """The anomaly maps (float32, on ``device``) and masks (bit-packed, host) of ``n_images`` images.
+    """The anomaly maps (on ``device``) and masks (bit-packed, host) of ``n_images`` images.
 
     Fill with ``add`` batch by batch in test-set order; ``pixel_metrics`` reorders the maps in place,
     so it is called once.
     """
 
-    def __init__(self, n_images: int, height: int, width: int, device: str | torch.device = "cpu"):
+    def __init__(self, n_images: int, height: int, width: int, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
         self.shape = (int(n_images), int(height), int(width))
         self.device = torch.device(device)
-        self.maps = torch.empty(self.shape, dtype=torch.float32, device=self.device)
+        self.maps = torch.empty(self.shape, dtype=dtype, device=self.device)
         self.packed = np.zeros((self.shape[0], (self.shape[1] * self.shape[2] + 7) // 8), dtype=np.uint8)
         self.n_pos_image = np.zeros(self.shape[0], dtype=np.int64)  # anomalous pixels per image
         self.filled = 0
         self._used = False
 
     @classmethod
-    def from_arrays(cls, masks, maps, device: str | torch.device = "cpu") -> ClassMaps:
-        """A filled ``ClassMaps`` of N x H x W (or H x W, N x 1 x H x W) masks and maps."""
-        maps_t = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
-        if maps_t.ndim == 4 and maps_t.shape[1] == 1:
-            maps_t = maps_t[:, 0]
-        if maps_t.ndim == 2:
-            maps_t = maps_t[None]
+    def from_arrays(cls, masks, maps, device: str | torch.device | None = None) -> ClassMaps:
+        """A filled ``ClassMaps`` of N x H x W (or H x W, N x 1 x H x W) masks and maps, the maps kept in
+        their own precision (``_scores``) on their own device unless ``device`` is given."""
+        if isinstance(maps, np.ndarray) and maps.dtype.kind not in "fiu":
+            raise ValueError(f"maps must be numeric, got dtype {maps.dtype}")
+        maps_t = _as_images(_scores(maps))
         if maps_t.ndim != 3:
             raise ValueError(f"maps must be N x H x W, got shape {tuple(maps_t.shape)}")
-        out = cls(*maps_t.shape, device=device)
-        out.add(maps_t, masks)
+        m = masks if isinstance(masks, torch.Tensor) else np.asarray(masks)
+        out = cls(*maps_t.shape, device=maps_t.device if device is None else device, dtype=maps_t.dtype)
+        out.add(maps_t, _as_images(m))
         return out
 
     def add(self, maps, masks) -> None:
@@ -133,13 +192,13 @@ class ClassMaps:
         return self.filled * self.shape[1] * self.shape[2] - self.n_pos
 
     def undefined_reason(self, name: str, labels=None) -> str:
-        """Why pixel metric ``name`` is undefined for this class (``labels``: the images' 0/1 labels)."""
+        """Why pixel metric ``name`` is undefined (nan) for this class (``labels``: the images' 0/1 labels)."""
         if self.n_pos == 0:
             n_anomalous = int(np.count_nonzero(np.asarray(labels))) if labels is not None else 0
             if n_anomalous:
                 return f"no anomalous pixel: the masks of its {n_anomalous} anomalous images are all zero"
             return "no anomalous pixel: the class has no anomalous test image"
-        if self.n_neg == 0 and name in ("pixel_auroc", "pixel_aupro"):
+        if self.n_neg == 0:
             return "no normal pixel"
         return "not a number"
 
@@ -157,7 +216,7 @@ class ClassMaps:
         """Anomalous scores in C order (a new tensor); the normal ones end up in ``maps[:n_neg]`` (C order)."""
         hw = self.shape[1] * self.shape[2]
         flat = self.maps.view(-1)
-        pos = torch.empty(self.n_pos, dtype=torch.float32, device=self.device)
+        pos = torch.empty(self.n_pos, dtype=self.maps.dtype, device=self.device)
         n_p = n_n = 0
         for i, j in self._chunks():
             m = self._masks(i, j).reshape(-1)
@@ -174,11 +233,14 @@ class ClassMaps:
                       fpr_limit: float = 0.3) -> dict[str, float]:
         """The pixel metrics among ``names`` (anything ``resolve_metrics`` accepts), exactly.
 
-        As ``bench.metrics.class_metrics``: nan for all when there is no anomalous pixel;
-        ``normal_pixel_budget`` subsamples that many normal pixels (the same sample as there) with
-        false positives scaled back for AP and F1-max; ``pixel_aupro`` integrates to ``fpr_limit``.
+        nan for all when there is no anomalous pixel. ``normal_pixel_budget`` (int, default None =
+        exact): when the class has more normal pixels than this, a uniform sample of exactly that many
+        (without replacement, ``np.random.default_rng(seed)``) replaces them, with ALL anomalous pixels;
+        in AP and F1-max each sampled normal pixel stands for ``n_normal / budget`` (false positives
+        scaled back, so precision is not biased upwards); AUPRO's regions keep all their pixels.
+        ``pixel_aupro`` integrates to ``fpr_limit``.
         """
-        names = [n for n in resolve_metrics(names) if n.startswith("pixel_")]
+        names = [n for n in resolve_metrics(names) if metric(n).level == "pixel"]
         budget = check_normal_pixel_budget(normal_pixel_budget)
         if not 0.0 < fpr_limit <= 1.0:
             raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
@@ -198,26 +260,27 @@ class ClassMaps:
         neg = self.maps.view(-1)[:n_neg]
         scale = 1.0
         if budget is not None and n_neg > budget:
-            sample = _subsample(neg.cpu().numpy(), budget, seed)
-            neg = torch.from_numpy(sample).to(self.device)
+            neg = torch.from_numpy(subsample(neg.cpu().numpy(), budget, seed)).to(self.device)
             scale = n_neg / budget
         neg = sort_scores(neg)
         if neg.numel() and bool(torch.isnan(neg[-1])):  # NaN sorts last
             raise ValueError("maps contain NaN")
-        out: dict[str, float] = {}
-        if "pixel_aupro" in names:
-            out["pixel_aupro"] = self._aupro(pos, neg, fpr_limit)
-        if any(n != "pixel_aupro" for n in names):
-            out.update(_ranked(sort_scores(pos), neg, scale))
-        return {name: out[name] for name in names}
+        counts = PixelCounts(n_pos=pos.numel(), n_neg=neg.numel(), scale=scale, fpr_limit=fpr_limit)
+        reducers = {n: metric(n).reducer(counts) for n in names}
+        by_pass = {p: [reducers[n] for n in names if metric(n).needs == p] for p in ("regions", "ranked")}
+        if by_pass["regions"]:  # first: it reads the anomalous scores in C order
+            for chunk in self._region_chunks(pos, neg):
+                for reducer in by_pass["regions"]:
+                    reducer.update(chunk)
+        if by_pass["ranked"]:
+            for chunk in _ranked_chunks(sort_scores(pos), neg, counts):
+                for reducer in by_pass["ranked"]:
+                    reducer.update(chunk)
+        return {name: reducers[name].result() for name in names}
 
-    def _aupro(self, pos: torch.Tensor, neg: torch.Tensor, fpr_limit: float) -> float:
+    def _region_chunks(self, pos: torch.Tensor, neg: torch.Tensor):
+        """The region pass: a ``RegionChunk`` per chunk of images holding anomalous pixels."""
         n_s = neg.numel()
-        if n_s == 0:
-            return NAN
-        limit = fpr_limit * n_s  # in normal pixels
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        n_regions = 0
         offset = 0
         for i, j in self._chunks():
             count = int(self.n_pos_image[i:j].sum())
@@ -237,13 +300,15 @@ class ClassMaps:
             offset += count
             region = torch.from_numpy(ids).to(self.device)[order]
             left, right = _below(neg, scores)
-            area = _area_to_limit((n_s - right).double(), (n_s - left).double(), limit)
-            sums = torch.bincount(region, weights=area, minlength=k)
-            sizes = torch.bincount(region, minlength=k)
-            total += (sums / sizes).sum()
-            n_regions += k
-        value = float(total) / (n_regions * n_s * fpr_limit)
-        return min(max(value, 0.0), 1.0)
+            yield RegionChunk(region, k, (n_s - right).double(), (n_s - left).double())
+
+
+def _ranked_chunks(pos: torch.Tensor, neg: torch.Tensor, counts: PixelCounts):
+    """The ranked pass over the sorted anomalous scores ``pos`` against the sorted normal ``neg``."""
+    for a in range(0, pos.numel(), _CHUNK):
+        s = pos[a : a + _CHUNK]
+        left, right = _below(neg, s)
+        yield RankedChunk(s, left, right, pos, counts)
 
 
 def _select(values: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
@@ -269,32 +334,3 @@ def _below(neg: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch
     if bool(tied.any()):
         right[tied] = torch.searchsorted(neg, scores[tied], right=True)
     return left, right
-
-
-def _area_to_limit(gt: torch.Tensor, ge: torch.Tensor, limit: float) -> torch.Tensor:
-    """Area (in normal pixels) under one region pixel's PRO indicator curve from FPR 0 to ``limit``.
-
-    ``gt`` / ``ge``: normal pixels scoring above / at or above the pixel; its curve rises from 0 at
-    ``gt`` to 1 at ``ge`` (one diagonal step when they differ).
-    """
-    full = (ge - gt) / 2.0 + (limit - ge)
-    cut = (limit - gt).clamp(min=0.0) ** 2 / (2.0 * (ge - gt).clamp(min=1.0))
-    return torch.where(limit >= ge, full, torch.where(limit <= gt, torch.zeros_like(gt), cut))
-
-
-def _ranked(pos: torch.Tensor, neg: torch.Tensor, scale: float) -> dict[str, float]:
-    """pixel AUROC, AP and F1-max from the sorted anomalous and (maybe sampled) sorted normal scores."""
-    n_pos, n_s = pos.numel(), neg.numel()
-    wins2 = torch.zeros((), dtype=torch.int64, device=pos.device)  # 2 x (pairs won + ties / 2)
-    precision_sum = torch.zeros((), dtype=torch.float64, device=pos.device)
-    f1 = torch.zeros((), dtype=torch.float64, device=pos.device)
-    for a in range(0, n_pos, _CHUNK):
-        s = pos[a : a + _CHUNK]
-        left, right = _below(neg, s)
-        wins2 += (left + right).sum()
-        tp = (n_pos - torch.searchsorted(pos, s, right=False)).double()  # anomalous pixels >= s (>= 1)
-        fp = (n_s - left).double() * scale
-        precision_sum += (tp / (tp + fp)).sum()
-        f1 = torch.maximum(f1, (2.0 * tp / (tp + fp + n_pos)).max())
-    auroc = int(wins2) / (2.0 * n_pos * n_s) if n_s else NAN
-    return {"pixel_auroc": auroc, "pixel_ap": float(precision_sum) / n_pos, "pixel_f1_max": float(f1)}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics import class_metrics
+from metrics.compute import class_metrics
+from metrics.registry import metric
 
 
 def sample_level(groups: list[str], labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def subset_metrics(dataset, idx: list[int], names, labels: np.ndarray, scores: n
     """Extra metrics of the class made of the items ``idx`` of ``dataset`` (empty without annotations)."""
     out: dict[str, float] = {}
     groups = getattr(dataset, "groups", None)
-    image_names = [n for n in names if n.startswith("image_")]
+    image_names = [n for n in names if metric(n).level == "image"]
     if groups is not None and image_names:
         y, s = sample_level([groups[i] for i in idx], labels, scores)
         out.update({f"sample_{k}": v for k, v in class_metrics(image_names, y, s, None, None).items()})
@@ -41,7 +42,7 @@ def subset_metrics(dataset, idx: list[int], names, labels: np.ndarray, scores: n
         tags = sorted({t for i in idx for t in subsets[i]})
         for tag in tags:
             keep = np.array([tag in subsets[i] for i in idx])
-            pixel = any(n.startswith("pixel_") for n in names)
+            pixel = any(metric(n).level == "pixel" for n in names)
             values = class_metrics(names, labels[keep], scores[keep], masks[keep] if pixel else None,
                                    maps[keep] if pixel else None, normal_pixel_budget=normal_pixel_budget, seed=0)
             out.update({f"{tag}_{k}": v for k, v in values.items()})
