@@ -1,4 +1,4 @@
-"""The record contract (``reports.run_record``): one list of neutral keys that the job, the reports and the
+"""The record contract (``record``): one list of neutral keys that the job, the reports and the
 run-dir names agree on, and records checked on reading."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 from bench import checkpoint
 from bench.errors import BenchError
-from reports.collect import comparable_columns, record_row, records_frame, swept_of
-from reports.run_record import (
+from record import (
     NEUTRAL,
     PURPOSES,
     RECORD,
@@ -27,6 +26,7 @@ from reports.run_record import (
     neutral_for,
     parse_record,
 )
+from reports.collect import comparable_columns, record_row, records_frame, swept_of
 from tests.conftest import CONF
 
 # a record as the release before the contract wrote it (no schema, no choices), trimmed
@@ -50,7 +50,7 @@ def test_exclude_keys_of_run_dir_names_are_the_keys_tagged_rundir():
 
 def test_every_tag_is_a_purpose_and_the_contract_is_torch_free():
     assert all(tags and tags <= set(PURPOSES) for tags in NEUTRAL.values())
-    code = "import sys, reports.run_record; sys.exit(any(m in sys.modules for m in ('torch', 'pandas')))"
+    code = "import sys, record; sys.exit(any(m in sys.modules for m in ('torch', 'pandas')))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert RECORD == "metrics.json" and SCHEMA_VERSION >= 2
 
