@@ -70,10 +70,10 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     except Unresolved as unresolved:
         job = unresolved
     with RunDir(run_dir, job, cfg.rerun, float(cfg.lock_stale_h) * 3600) as claim:
-        return claim.done if claim.done is not None else _run(cfg, job, run_dir, overrides)
+        return claim.done if claim.done is not None else _run(cfg, run_dir, job, overrides)
 
 
-def _run(cfg: DictConfig, job: Job | Unresolved, run_dir: Path, overrides: list[str]) -> dict:
+def _run(cfg: DictConfig, run_dir: Path, job: Job | Unresolved, overrides: list[str]) -> dict:
     record = started(task=cfg.task, experiment=cfg.experiment, overrides=overrides, choices=job.choices,
                      seed=cfg.seed, run_dir=str(run_dir), config=job.config)
     logger = None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from record.atomic import write_json_atomic
 from record.files import RECORD
-from record.parse import MAX_DEPTH, Record, parse_record
+from record.parse import MAX_DEPTH, Record, RecordError, parse_record
 
 
 def record_path(run_dir: str | os.PathLike) -> Path:
@@ -26,7 +26,7 @@ def load_record(path: str | os.PathLike) -> dict:
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
     except RecursionError:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels: not a run record") from None
+        raise RecordError(f"nested deeper than {MAX_DEPTH} levels: not a run record") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not isinstance(record, dict):

@@ -127,6 +127,15 @@ def _mutated(path: str, value):
     ("schema", SCHEMA_VERSION + 1, "schema"),
     ("config", [1, 2], "config: must be a mapping"),
     ("overrides", "seed=1", "overrides"),
+    ("curve", [0.5], "curve: must be a mapping"),
+    ("curve", {"every": 1, "points": [[1, 0.5]]}, r"curve.points\[0\]: a curve point must be a mapping"),
+    ("curve", {"every": 1, "points": [{"mean": {"image_auroc": 0.5}}]}, r"curve.points\[0\].epoch"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {"image_auroc": 5.0}}]},
+     r"curve.points\[0\].mean.image_auroc: .*in \[0, 1\]"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {"image_auroc": float("inf")}}]}, "curve.points"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {}, "conventions": {"ader": {"pixel_auroc": -1}}}]},
+     r"curve.points\[0\].conventions.ader.pixel_auroc"),
+    ("metrics.conventions", {"ader": {"mean": {"pixel_auroc": 2.0}}}, "metrics.conventions.ader.mean.pixel_auroc"),
 ])
 def test_a_malformed_record_is_refused_in_one_line_naming_the_field(path, value, reason):
     with pytest.raises(RecordError, match=reason) as error:
@@ -142,3 +151,30 @@ def test_not_a_mapping_is_refused():
 def test_the_contract_frame_still_reads_released_records():
     frame = records_frame([record_row(RELEASED, "/r/1")])
     assert isinstance(frame, pd.DataFrame) and frame.loc[0, "metric.image_auroc"] == pytest.approx(0.47)
+
+
+def test_a_curve_reads_typed_and_nan_is_not_computable():
+    curve = {"every": 1, "eval_s_per_pass": 0.5, "points": [
+        {"epoch": 1, "mean": {"image_auroc": 0.5, "pixel_auroc": float("nan")}, "eval_s": 0.4},
+        {"epoch": 2, "mean": {"image_auroc": 0.75}, "conventions": {"ader": {"image_auroc": 0.7}}}]}
+    record = parse_record({**RELEASED, "curve": curve})
+    assert [p.epoch for p in record.curve.points] == [1, 2] and record.curve.every == 1
+    assert record.curve.points[0].mean["pixel_auroc"] is None and record.curve.points[1].conventions["ader"]
+
+
+def test_a_deeply_nested_record_is_refused_with_a_reason_not_a_recursion_error(tmp_path):
+    from record import load_record, read_record_file
+
+    deep = tmp_path / "metrics.json"
+    deep.write_text('{"status": "completed", "config": ' + "[" * 10000 + "]" * 10000 + "}")
+    with pytest.raises(RecordError, match="nested deeper than"):
+        read_record_file(deep)
+    with pytest.raises(ValueError, match="nested deeper than"):
+        load_record(deep)
+    nested: dict = {}
+    node = nested
+    for _ in range(200):  # parses as JSON, still deeper than any record
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(RecordError, match="nested deeper than"):
+        parse_record({**RELEASED, "config": nested})
