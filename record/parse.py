@@ -18,6 +18,9 @@ from typing import Any
 from record.keys import NAMING_KEYS, config_value
 
 SCHEMA_VERSION = 2  # 2: ``schema`` and ``choices`` written; 1: the records before them
+# the published conventions' metrics as their code computes them: areas summed over bins may leave [0, 1]
+# by a rounding error (ADer's binned AUPRO of a class: -7.9e-17)
+CONVENTION_SLACK = 1e-9
 MAX_DEPTH = 64  # a record nests about 6 deep (config nodes, curve.points[i].conventions.<name>.<metric>)
 
 STATUSES = ("completed", "failed", "running")
@@ -112,9 +115,9 @@ def _fail(where: str, reason: str) -> RecordError:
     return RecordError(f"{where}: {reason}")
 
 
-def _metric(value, where: str) -> float | None:
-    """A metric value: a number in [0, 1], or None / NaN (not computable; written as NaN by the release
-    before this contract for a class without defective pixels)."""
+def _metric(value, where: str, slack: float = 0.0) -> float | None:
+    """A metric value: a number in [0, 1] (``slack``: give or take that much), or None / NaN (not
+    computable; written as NaN by the release before this contract for a class without defective pixels)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -122,7 +125,7 @@ def _metric(value, where: str) -> float | None:
     value = float(value)
     if math.isnan(value):
         return None
-    if not 0.0 <= value <= 1.0:
+    if not -slack <= value <= 1.0 + slack:
         raise _fail(where, f"a metric must be a number in [0, 1], not {value!r}")
     return value
 
@@ -132,10 +135,10 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _metric_map(values, where: str) -> dict[str, float | None]:
+def _metric_map(values, where: str, slack: float = 0.0) -> dict[str, float | None]:
     if not isinstance(values, dict):
         raise _fail(where, f"must be a mapping of metric names to numbers, not {type(values).__name__}")
-    return {str(k): _metric(v, f"{where}.{k}") for k, v in values.items()}
+    return {str(k): _metric(v, f"{where}.{k}", slack) for k, v in values.items()}
 
 
 def _metrics(raw) -> Metrics | None:
@@ -170,8 +173,8 @@ def _conventions(raw) -> dict[str, dict[str, Any]]:
         _mapping(values, where)
         per_class = values.get("per_class") or {}
         _mapping(per_class, f"{where}.per_class")
-        out[str(name)] = {**values, "mean": _metric_map(values.get("mean") or {}, f"{where}.mean"),
-                          **({"per_class": {str(c): _metric_map(v or {}, f"{where}.per_class.{c}")
+        out[str(name)] = {**values, "mean": _metric_map(values.get("mean") or {}, f"{where}.mean", CONVENTION_SLACK),
+                          **({"per_class": {str(c): _metric_map(v or {}, f"{where}.per_class.{c}", CONVENTION_SLACK)
                                             for c, v in per_class.items()}} if "per_class" in values else {})}
     return out
 
@@ -199,7 +202,8 @@ def _curve_point(raw, where: str) -> CurvePoint:
     conventions = raw.get("conventions") or {}
     _mapping(conventions, f"{where}.conventions")
     return CurvePoint(epoch=epoch, mean=_metric_map(raw.get("mean"), f"{where}.mean"),
-                      conventions={str(n): _metric_map(v, f"{where}.conventions.{n}") for n, v in conventions.items()},
+                      conventions={str(n): _metric_map(v, f"{where}.conventions.{n}", CONVENTION_SLACK)
+                                   for n, v in conventions.items()},
                       eval_s=_seconds(raw.get("eval_s"), f"{where}.eval_s"),
                       conventions_s=_seconds(raw.get("conventions_s"), f"{where}.conventions_s"))
 
