@@ -15,6 +15,8 @@ from typing import Any
 
 from record.parse import SCHEMA_VERSION
 
+NOT_YET: Any = type("NotYet", (), {"__repr__": lambda self: "NOT_YET"})()  # a part not reached (yet)
+
 
 @dataclass
 class DataSummary:
@@ -33,11 +35,11 @@ class CacheUse:
     used: bool
     hit: bool | None
     key: str | None
-    test_key: str | None = None
+    test_key: Any = NOT_YET  # str or None once the test features were looked up
 
     def to_json(self) -> dict:
         out = {"used": self.used, "hit": self.hit, "key": self.key}
-        if self.test_key is not None:
+        if self.test_key is not NOT_YET:
             out["test_key"] = self.test_key
         return out
 
