@@ -12,7 +12,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.lock import LOCK, describe, is_stale, read_owner
-from bench.record import RECORD, read_record
+from record.files import RECORD
+from record.parse import Record
+from record.store import read_record_file, read_run_record, record_path
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +32,36 @@ def sweep_failures(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float =
     is neither: it is logged and that job's own sweep reports it)."""
     lines = []
     for job_dir in job_dirs:
-        record = read_record(job_dir)
+        record, unreadable = _read(job_dir)
         rel = job_dir.relative_to(sweep_dir) if job_dir.is_relative_to(sweep_dir) else job_dir
-        owner = running_elsewhere(job_dir, stale_after_s) if record is None or record.get("status") != "completed" \
+        owner = running_elsewhere(job_dir, stale_after_s) if record is None or record.status != "completed" \
             else None
         if owner is not None:
             log.info(f"{rel}: still running in {describe(owner)}")
+        elif unreadable is not None:
+            lines.append(f"{rel}: {RECORD} is unreadable ({unreadable})")
         elif record is None:
             lines.append(f"{rel}: no {RECORD} (the job died or was cancelled)")
-        elif record.get("status") != "completed":
-            lines.append(f"{rel}: {record.get('error', record.get('status'))}")
+        elif record.status != "completed":
+            lines.append(f"{rel}: {record.error or record.status}")
     return lines
+
+
+def _read(job_dir: Path) -> tuple[Record | None, str | None]:
+    """``(record, None)``, ``(None, None)`` without a record, ``(None, reason)`` for an unreadable one."""
+    path = record_path(job_dir)
+    if not path.is_file():
+        return None, None
+    try:
+        return read_record_file(path), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def sweep_summary(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float = 48 * 3600) -> tuple[str, list[str]]:
     """(``sweep DIR: k/n cells completed[, m still running in another job]``, the failed cells' lines)."""
     failed = sweep_failures(sweep_dir, job_dirs, stale_after_s)
-    done = sum(1 for d in job_dirs if (read_record(d) or {}).get("status") == "completed")
+    done = sum(1 for d in job_dirs if getattr(read_run_record(d), "status", None) == "completed")
     line = f"sweep {sweep_dir}: {done}/{len(job_dirs)} cells completed"
     running = max(0, len(job_dirs) - done - len(failed))
     if running:

@@ -3,7 +3,7 @@
 Stored as plain tensors and containers and loaded with ``weights_only=True`` (the config is a plain
 dict from ``OmegaConf.to_container``). The config makes a checkpoint self-describing: a resume under a
 config that changes results is refused (``check_resume``) and ``task=eval`` rebuilds the model from it
-(``model_config``). Which keys "change results" is decided once, in ``reports.run_record.NEUTRAL``.
+(``model_config``). Which keys "change results" is decided once, in ``record.keys.NEUTRAL``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import groups
-from bench.atomic import write_atomic
 from bench.errors import BenchError
-from reports.run_record import config_diff, shown_keys
+from record.atomic import write_atomic
+from record.files import CKPT
+from record.keys import config_diff, shown_keys, with_device
 
 log = logging.getLogger(__name__)
 
-CKPT = "last.ckpt"
+__all__ = ["CKPT", "check_resume", "load", "load_detector_state", "model_config", "save", "with_device"]
 
 
 def rng_state() -> dict:
@@ -57,7 +58,7 @@ def learnable_state(detector) -> dict:
 
 
 def save(path: Path, **payload) -> None:
-    """Write ``payload`` atomically (``bench.atomic``: temp file, rename, the umask's mode); on any error (disk
+    """Write ``payload`` atomically (``record.atomic``: temp file, rename, the umask's mode); on any error (disk
     full included) the temp file is removed before the error propagates, so the space it took is free for
     the failed job's record."""
     path = Path(path)
@@ -96,17 +97,9 @@ def load(path: Path, *, own: bool = True) -> dict:
     return state
 
 
-def with_device(config: dict | None, device_type: str | None) -> dict | None:
-    """``config`` with ``trainer.device`` replaced by the device type the job ran on (``auto`` resolves to
-    cpu or cuda: the two take different dropout paths, so it is the effective device that is compared)."""
-    if not isinstance(config, dict) or device_type is None or not isinstance(config.get("trainer"), dict):
-        return config
-    return {**config, "trainer": {**config["trainer"], "device": device_type}}
-
-
 def check_resume(state: dict, config: dict | None, path, device_type: str | None = None) -> None:
     """Refuse to resume from ``state`` when its config differs from ``config`` in a key that changes
-    results (``reports.run_record.NEUTRAL``; the device compared as the type each ran on), or when its
+    results (``record.keys.NEUTRAL``; the device compared as the type each ran on), or when its
     weights are not finite (a run that diverged must not be resumed forever)."""
     saved = state.get("config")
     if config is not None and saved is None:
@@ -205,7 +198,8 @@ def _conflicts(saved: dict, current: dict, given: list[str]) -> list[str]:
                                                     for g in keys)]
 
 
-def model_config(cfg: DictConfig, saved, saved_choices, *, given: list[str], source) -> tuple[DictConfig, dict]:
+def model_config(cfg: DictConfig, saved, saved_choices, *, given: list[str], source,
+                 resolved: dict | None = None) -> tuple[DictConfig, dict]:
     """``cfg`` with the model of a checkpoint: ``(config, the model groups' choices)``.
 
     A checkpoint's config is data, never code: the model's nodes are composed from this installation's
@@ -216,12 +210,13 @@ def model_config(cfg: DictConfig, saved, saved_choices, *, given: list[str], sou
     option, a key the installed option does not have, a value that is not plain, and any ``_target_``
     (or other instantiation key) that differs from what ``conf/`` builds. The data, evaluation and device
     stay the job's; an architecture key the command line set (``given``) and the checkpoint contradicts is
-    a conflict.
+    a conflict. ``resolved``: ``cfg`` resolved (``bench.resolve`` resolves a job's config once), else
+    resolved here.
     """
     if not isinstance(saved, dict):
         raise BenchError(f"checkpoint {source} does not record its config, so its model cannot be rebuilt: "
                          "give a checkpoint written by a fit job of this release")
-    current = OmegaConf.to_container(cfg, resolve=True)
+    current = resolved if resolved is not None else OmegaConf.to_container(cfg, resolve=True)
     conflicts = _conflicts(saved, current, given)
     if conflicts:
         raise BenchError(f"checkpoint {source} was trained with another architecture than the command line asks "

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import checkpoint
-from bench.record import write_json_atomic
+from record.atomic import write_json_atomic
+from record.files import CURVE
 
 log = logging.getLogger(__name__)
 
-CURVE = "curve.json"
+__all__ = ["CURVE", "TestCurve", "curve_point", "test_curve"]
 
 
 def curve_point(epoch: int, metrics: dict, eval_s: float | None, conventions_s: float | None = None) -> dict:

@@ -87,6 +87,20 @@ def dataset_features(detector, dataset: AnomalyDataset, split: str, *, data: Dic
                            batch_size=batch_size, device=device, num_workers=num_workers)
 
 
+def job_features(detector, dataset: AnomalyDataset, cfg: DictConfig, split: str, device
+                 ) -> tuple[torch.Tensor | None, bool | None, str | None]:
+    """``dataset_features`` under a job's config: its data, backbone, cache, seed and batch sizes."""
+    return dataset_features(detector, dataset, split, data=cfg.data, backbone=cfg.backbone, cache=cfg.cache,
+                            seed=int(cfg.seed), cache_root=str(cfg.paths.cache_root),
+                            batch_size=int(cfg.eval.batch_size), num_workers=int(cfg.trainer.num_workers),
+                            device=device)
+
+
+def file_index_dir(paths: DictConfig) -> Path:
+    """Where the dataset file index lives (``bench.file_index``): beside the feature cache."""
+    return Path(str(paths.cache_root)).expanduser() / "files"
+
+
 @torch.no_grad()
 def compute_features(detector, dataset, batch_size: int, device, desc: str, num_workers: int = 0) -> torch.Tensor:
     """(N, C, h, w) float32 features of every image of ``dataset`` on the CPU, in dataset order."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
-from reports.run_record import NAMING_KEYS, config_value
+from record.keys import NAMING_KEYS, config_value
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # groups whose option builds the model (the rest of a run's config is the job's own)

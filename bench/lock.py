@@ -9,8 +9,11 @@ than ``lock_stale_h`` hours (we cannot see that host's processes). A pid is reus
 dies (kill -9, an OOM kill, a container restarted with pids from 1), so on this host the live process
 must also be the owner: the same start time (``/proc/<pid>/stat``, in clock ticks since boot, and the
 same boot) and command line as the lock records; for a lock that records neither, a process started
-after the lock was written is not its owner. The lock is created with ``O_EXCL``, and a stale one is
-renamed away before it is replaced, so of two jobs that race for a cell exactly one wins.
+after the lock was written is not its owner. A lock that names no process (a pid that is not a positive
+integer, or a file that is not a lock's JSON object) is stale on any host: ``kill(0)`` and ``kill(-n)``
+signal process groups, so such a pid would otherwise always look alive. The lock is created with
+``O_EXCL``, and a stale one is renamed away before it is replaced, so of two jobs that race for a cell
+exactly one wins.
 """
 
 from __future__ import annotations
@@ -92,14 +95,28 @@ def read_owner(run_dir: Path) -> dict | None:
     return read_owner_file(Path(run_dir) / LOCK)
 
 
+GARBAGE = "garbage"  # the key of what ``read_owner_file`` makes of a file that is no lock
+
+
 def read_owner_file(path: Path) -> dict | None:
+    """The owner in a lock file; None without one, {} while it may still be being written (empty, or the
+    start of a JSON object), ``{GARBAGE: text}`` for anything else."""
     try:
-        owner = json.loads(Path(path).read_text())
-        return owner if isinstance(owner, dict) else {}
+        text = Path(path).read_text(errors="replace")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return {}  # being written, or garbage
+    except OSError:
+        return {}
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        return {} if not text.strip() or text.lstrip().startswith("{") else {GARBAGE: text[:40]}
+    return owner if isinstance(owner, dict) else {GARBAGE: text[:40]}
+
+
+def _names_a_process(owner: dict) -> bool:
+    pid = owner.get("pid")
+    return GARBAGE not in owner and isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
 
 
 def is_stale(owner: dict, lock_path: Path, stale_after_s: float) -> bool:
@@ -110,11 +127,13 @@ def is_stale(owner: dict, lock_path: Path, stale_after_s: float) -> bool:
         return True
     if not owner:  # unreadable: a writer that died between create and write, or one writing right now
         return age > 10
+    if not _names_a_process(owner):
+        return True
     if owner.get("slurm_job") and owner.get("slurm_job") == me.get("slurm_job"):
         return True  # this SLURM job, requeued: its earlier incarnation is gone
     if owner.get("host") == me["host"]:
         pid = owner.get("pid")
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid == me["pid"] or not _alive(pid):
+        if pid == me["pid"] or not _alive(pid):
             return True
         return not is_owner(owner, lock_written=time.time() - age)
     return age > stale_after_s

@@ -141,6 +141,10 @@ def validate_config(cfg: DictConfig) -> None:
             conventions_from_config(cfg.eval)
         except ValueError as exc:
             raise BenchError(str(exc)) from None
+    if cfg.task == "predict":  # a missing or empty folder stops the job before the checkpoint is read
+        from bench.predict import find_images
+
+        find_images(cfg.predict.input)
     device = str(cfg.trainer.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"trainer.device={device} but CUDA is not available here: use trainer.device=auto or cpu")

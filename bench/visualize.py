@@ -11,7 +11,6 @@ dir), the decoded reconstruction of its features, as one PNG grid like Figure S2
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,9 @@ from tqdm import tqdm
 from bench import checkpoint
 from bench.build import build_datasets, build_detector, instantiate_node
 from bench.errors import BenchError
-from bench.record import RECORD
 from models.vis_decoder import VisDecoder
+from record.files import CKPT, RECORD
+from record.store import read_record_file
 
 VIS_CKPT = "vis_decoder.ckpt"
 
@@ -65,29 +65,29 @@ def train_vis_decoder(cfg: DictConfig, run_dir: Path, device) -> dict:
     return {"vis_decoder": str(path), "loss_first": losses[0], "loss_last": losses[-1]}
 
 
-def _load_run(run_dir: str, cfg: DictConfig, device):
+def _load_run(run_dir: str, cfg: DictConfig, device, config: dict | None = None):
     """The detector of a finished fit run, rebuilt from the installed config groups as its checkpoint (or,
     for checkpoints without a config, its record) says (``checkpoint.model_config``: nothing from a file
-    is ever instantiated)."""
+    is ever instantiated). ``config``: ``cfg`` resolved (``bench.resolve``)."""
     record_path = Path(run_dir) / RECORD
     if not record_path.is_file():
         raise BenchError(f"vis.models entry {run_dir} has no {RECORD}: give finished fit run dirs")
-    ckpt = Path(run_dir) / checkpoint.CKPT
+    ckpt = Path(run_dir) / CKPT
     state = checkpoint.load(ckpt, own=False)
     saved, choices = state.get("config"), state.get("choices")
     if not isinstance(saved, dict):
         try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError) as exc:
+            record = read_record_file(record_path)
+        except ValueError as exc:
             raise BenchError(f"vis.models entry {run_dir}: {record_path} cannot be read ({exc})") from None
-        saved, choices = record.get("config"), record.get("choices")
-    run_cfg, _ = checkpoint.model_config(cfg, saved, choices, given=[], source=ckpt)
+        saved, choices = record.raw.get("config"), record.choices
+    run_cfg, _ = checkpoint.model_config(cfg, saved, choices, given=[], source=ckpt, resolved=config)
     detector = build_detector(run_cfg).to(device).eval()
     checkpoint.load_detector_state(detector, state["model"], ckpt)
     return run_cfg, detector
 
 
-def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
+def vis_recon(cfg: DictConfig, run_dir: Path, device, config: dict | None = None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +105,7 @@ def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
     backbone, _, test_set = _backbone_and_data(cfg, device)
     models = []
     for path in cfg.vis.models:
-        run_cfg, detector = _load_run(str(path), cfg, device)
+        run_cfg, detector = _load_run(str(path), cfg, device, config)
         if run_cfg.backbone.name != state["backbone"] or detector.backbone.out_channels != state["in_channels"]:
             raise BenchError(f"{path} uses backbone {run_cfg.backbone.name}; the vis decoder was trained on "
                              f"{state['backbone']}: train one on the same backbone")
@@ -146,7 +146,8 @@ def vis_recon(cfg: DictConfig, run_dir: Path, device) -> dict:
     return {"png": str(out), "images": len(picks), "models": [m for m, _ in models]}
 
 
-def run_task(cfg: DictConfig, run_dir: Path, device) -> dict:
-    if cfg.task == "train_vis_decoder":
-        return train_vis_decoder(cfg, run_dir, device)
-    return vis_recon(cfg, run_dir, device)
+def run_task(job) -> dict:
+    """The record's ``outputs`` of the vis task of ``job`` (a ``bench.resolve.Job``)."""
+    if job.task == "train_vis_decoder":
+        return train_vis_decoder(job.cfg, job.run_dir, job.device)
+    return vis_recon(job.cfg, job.run_dir, job.device, job.config)

@@ -5,7 +5,7 @@ One row per record. Columns:
 - ``run_dir`` (the folder holding the record), ``status``, ``error``, ``task``, ``experiment``, ``seed``,
   ``n_seeds`` (how many seeds the experiment asked for, when the record says), ``overrides`` (tuple of
   strings), ``swept`` (the overrides that define a row: without the seed, the experiment and the keys
-  ``reports.run_record.NEUTRAL`` tags ``average``, sorted, comma-joined; ``""`` for the defaults),
+  ``record.keys.NEUTRAL`` tags ``average``, sorted, comma-joined; ``""`` for the defaults),
   ``has_maps``, ``git_sha``, ``git_dirty`` (from ``env``);
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
 - ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD: the mean of the
@@ -18,7 +18,6 @@ One row per record. Columns:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -28,7 +27,10 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.registry import MAD, column_order, mad_members
-from reports.run_record import RECORD, Metrics, Record, flatten, is_neutral, parse_record
+from record.files import MAPS, RECORD
+from record.keys import flatten, is_neutral
+from record.parse import Metrics, Record, parse_record
+from record.store import read_record_file
 
 CHOICE = "choice."  # run-frame columns of the config-group options (``choice.model``: ``uniad``)
 
@@ -65,7 +67,7 @@ def is_missing(value) -> bool:
 
 def is_ignored(key: str) -> bool:
     """Whether a dotted config key (or an override key such as ``hydra/launcher``) is neutral for averaging
-    (``reports.run_record.NEUTRAL``): it never splits a row."""
+    (``record.keys.NEUTRAL``): it never splits a row."""
     return is_neutral(key, "average")
 
 
@@ -88,17 +90,6 @@ def find_records(paths: Iterable[str | Path]) -> list[Path]:
             if RECORD in files:
                 found.add(Path(folder) / RECORD)
     return sorted(found, key=lambda p: p.as_posix())
-
-
-def load_record(path: str | Path) -> dict:
-    """The parsed record; raises ``ValueError`` with a one-line reason when it is not a JSON object."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    if not isinstance(record, dict):
-        raise ValueError(f"not a JSON object but {type(record).__name__}")
-    return record
 
 
 def _override_key(override: str) -> str:
@@ -130,7 +121,7 @@ def record_row(record: Record | dict, run_dir: str | Path) -> dict:
         "n_seeds": record.n_seeds,
         "overrides": record.overrides,
         "swept": swept_of(record.overrides),
-        "has_maps": (Path(run_dir) / "maps").is_dir(),
+        "has_maps": (Path(run_dir) / MAPS).is_dir(),
         "git_sha": record.env.get("git_sha"),
         "git_dirty": record.env.get("git_dirty"),
     }
@@ -207,7 +198,7 @@ def collect(paths: Iterable[str | Path]) -> Collection:
     rows, unreadable = [], []
     for record_path in find_records(paths):
         try:
-            record = parse_record(load_record(record_path))
+            record = read_record_file(record_path)
         except ValueError as exc:  # not JSON, or not a record (RecordError): listed, the rest renders
             unreadable.append((record_path.as_posix(), str(exc)))
             continue

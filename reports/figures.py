@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from record.files import MAPS
 from reports.aggregate import Table
 
 OURS_COLOR, PAPER_COLOR = "#1f77b4", "#bbbbbb"
@@ -104,7 +105,7 @@ def bar_chart(table: Table, path: str | Path) -> Path | None:
 
 def map_files(run_dir: str | Path) -> dict[str, list[Path]]:
     """``{category: [npz, …]}`` saved under ``<run dir>/maps`` (eval.save_maps=k), sorted."""
-    root = Path(run_dir) / "maps"
+    root = Path(run_dir) / MAPS
     if not root.is_dir():
         return {}
     out = {}

@@ -24,8 +24,9 @@ import yaml
 
 from metrics.conventions.registry import legend
 from metrics.registry import DEFAULT_METRICS, is_metric, label
+from record.files import RECORD
+from record.store import read_record_file
 from reports.aggregate import Row, Table
-from reports.collect import load_record
 from reports.grid import MISSING, Grid, fmt_delta
 from reports.selection import DEFAULT_KEY, RULES, SELECTED_NOTE, record_selection
 from reports.selection import LEGEND as RULE_LEGEND
@@ -57,14 +58,15 @@ def protocol_decl(path: Path | None) -> ProtocolDecl | None:
 
 
 def _records(row: Row) -> list[tuple[int | None, dict]]:
-    """(seed, record) of the row's completed runs."""
+    """(seed, record) of the row's completed runs (read through the record contract: a record it refuses is
+    listed among the unreadable ones by ``reports.collect`` and left out here)."""
     out = []
     if row.runs is None or row.runs.empty:
         return out
     for _, run in row.runs.iterrows():
         try:
-            record = load_record(Path(run["run_dir"]) / "metrics.json")
-        except (OSError, ValueError):
+            record = read_record_file(Path(run["run_dir"]) / RECORD).raw
+        except ValueError:
             continue
         seed = run["seed"]
         out.append((None if seed is None or (isinstance(seed, float) and math.isnan(seed)) else int(seed), record))

@@ -1,5 +1,5 @@
 """Which runs of one row may be averaged (part of the aggregate stage): runs whose configs differ in
-anything but the keys that change no number (``reports.run_record.NEUTRAL``, tagged ``average``) and the table's own
+anything but the keys that change no number (``record.keys.NEUTRAL``, tagged ``average``) and the table's own
 keys are split into variants, each a row of its own, labelled by the fewest keys that tell them apart.
 """
 

@@ -25,7 +25,8 @@ import torch
 
 import bench.feature_cache as fc
 from bench.build import build_datasets, build_detector
-from bench.job import _features, run
+from bench.feature_cache import job_features as _features
+from bench.job import run
 from tests.conftest import ROOT, compose_cfg
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4"]

@@ -144,3 +144,25 @@ def test_a_skipped_unrecorded_cell_is_not_counted_completed(tmp_path, live_pid, 
     SweepFailures().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "lock_stale_h": 48}))
     out = capsys.readouterr().out
     assert "1/2 cells completed" in out and "1 still running in another job" in out
+
+
+@pytest.mark.parametrize("host", ["this", "elsewhere"])
+def test_a_lock_naming_no_process_is_stale(tmp_path, host):
+    """pid 0 and negative pids signal process groups (kill(0) always succeeds): never a live owner."""
+    here = platform.node() if host == "this" else "elsewhere"
+    locks = {"zero": {"host": here, "pid": 0}, "negative": {"host": here, "pid": -1},
+             "text pid": {"host": here, "pid": "1234"}, "no pid": {"host": here}}
+    for name, owner in locks.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / LOCK).write_text(json.dumps({**owner, "started": time.time()}))
+    for name, text in {"not json": "garbage", "a list": "[1, 2]", "a number": "7"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / LOCK).write_text(text)
+    got = {name: RunLock(tmp_path / name, stale_after_s=3600).acquire() for name in [*locks, "not json", "a list",
+                                                                                      "a number"]}
+    assert all(got.values()), got
+    # a lock being written (empty, or the start of its JSON object) is not taken over at once
+    for name, text in {"empty": "", "half": '{"host": "x", "pi'}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / LOCK).write_text(text)
+        assert not RunLock(tmp_path / name, stale_after_s=3600).acquire(), name

@@ -1,4 +1,4 @@
-"""Every key that ``reports.run_record.NEUTRAL`` calls neutral moves no number: a run that changes it alone
+"""Every key that ``record.keys.NEUTRAL`` calls neutral moves no number: a run that changes it alone
 gives the same metrics as the run without (profile=smoke, random backbone). A new entry needs a line here."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.job import run
-from reports.run_record import NEUTRAL, neutral_for
+from record.keys import NEUTRAL, neutral_for
 from tests.conftest import compose_cfg, fit_isolated
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=2", "backbone.weights=none",

@@ -17,7 +17,7 @@ from bench import checkpoint
 from bench.errors import BenchError
 from bench.groups import job_choices
 from bench.job import run
-from reports.run_record import parse_record
+from record.parse import parse_record
 from tests.conftest import compose_cfg
 
 SMOKE = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=2"]
@@ -157,13 +157,13 @@ def test_disk_full_while_checkpointing_removes_the_temp_file_and_writes_the_reco
 
 
 def test_a_record_that_cannot_be_written_is_never_pointed_at(paths, monkeypatch):
-    import bench.job
     from bench.__main__ import error_line
+    from record import store as record_store
 
     def disk_full(path, payload):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(bench.job, "write_json_atomic", disk_full)
+    monkeypatch.setattr(record_store, "write_json_atomic", disk_full)
     run_dir = paths / "r"
     with pytest.raises(BenchError) as error:
         run(compose_cfg([*SMOKE, "trainer.epochs=2.5"]), run_dir)

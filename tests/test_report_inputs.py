@@ -148,6 +148,10 @@ BAD_RECORDS = {  # what a probe wrote -> the field the reason must name
     "gflops": ({"complexity__gflops": "many"}, "complexity.gflops"),
     "string": ({"metrics__mean__image_auroc": "0.93"}, "metrics.mean.image_auroc"),
     "bool": ({"metrics__mean__image_auroc": True}, "metrics.mean.image_auroc"),
+    # a curve point that is no {"epoch", "mean"} mapping, and a curve value a table would print as 500.0
+    "curve_shape": ({"curve": {"every": 1, "points": [[1, 0.9]]}}, "curve.points[0]"),
+    "curve_value": ({"curve": {"every": 1, "points": [{"epoch": 1, "mean": {"pixel_auroc": 5.0}}]}},
+                    "curve.points[0].mean.pixel_auroc"),
 }
 
 
@@ -165,3 +169,16 @@ def test_each_malformed_record_is_listed_as_unreadable_and_the_rest_renders(tmp_
     md = markdown_report(report)
     assert "90.0 (n=1)" in md and "93.0" not in md and "100.0" not in md
     assert f"{len(BAD_RECORDS)} unreadable" in md and "huge/metrics.json" in md
+
+
+def test_a_record_nested_too_deep_is_listed_by_python_m_reports_and_the_report_goes_on(tmp_path, capsys):
+    from reports.__main__ import main
+
+    _s4(tmp_path / "runs", "good", 1, 0.9)
+    deep = tmp_path / "runs" / "deep" / "metrics.json"
+    deep.parent.mkdir(parents=True)
+    deep.write_text('{"status": "completed", "config": ' + "[" * 10000 + "]" * 10000 + "}")
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "1 unreadable" in out and "deep/metrics.json`: nested deeper than" in out
+    assert "90.0 (n=1)" in out

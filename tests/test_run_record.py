@@ -1,4 +1,4 @@
-"""The record contract (``reports.run_record``): one list of neutral keys that the job, the reports and the
+"""The record contract (``record``): one list of neutral keys that the job, the reports and the
 run-dir names agree on, and records checked on reading."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 from bench import checkpoint
 from bench.errors import BenchError
-from reports.collect import comparable_columns, record_row, records_frame, swept_of
-from reports.run_record import (
+from record import (
     NEUTRAL,
     PURPOSES,
     RECORD,
@@ -27,6 +26,7 @@ from reports.run_record import (
     neutral_for,
     parse_record,
 )
+from reports.collect import comparable_columns, record_row, records_frame, swept_of
 from tests.conftest import CONF
 
 # a record as the release before the contract wrote it (no schema, no choices), trimmed
@@ -50,7 +50,7 @@ def test_exclude_keys_of_run_dir_names_are_the_keys_tagged_rundir():
 
 def test_every_tag_is_a_purpose_and_the_contract_is_torch_free():
     assert all(tags and tags <= set(PURPOSES) for tags in NEUTRAL.values())
-    code = "import sys, reports.run_record; sys.exit(any(m in sys.modules for m in ('torch', 'pandas')))"
+    code = "import sys, record; sys.exit(any(m in sys.modules for m in ('torch', 'pandas')))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert RECORD == "metrics.json" and SCHEMA_VERSION >= 2
 
@@ -127,6 +127,15 @@ def _mutated(path: str, value):
     ("schema", SCHEMA_VERSION + 1, "schema"),
     ("config", [1, 2], "config: must be a mapping"),
     ("overrides", "seed=1", "overrides"),
+    ("curve", [0.5], "curve: must be a mapping"),
+    ("curve", {"every": 1, "points": [[1, 0.5]]}, r"curve.points\[0\]: a curve point must be a mapping"),
+    ("curve", {"every": 1, "points": [{"mean": {"image_auroc": 0.5}}]}, r"curve.points\[0\].epoch"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {"image_auroc": 5.0}}]},
+     r"curve.points\[0\].mean.image_auroc: .*in \[0, 1\]"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {"image_auroc": float("inf")}}]}, "curve.points"),
+    ("curve", {"every": 1, "points": [{"epoch": 1, "mean": {}, "conventions": {"ader": {"pixel_auroc": -1}}}]},
+     r"curve.points\[0\].conventions.ader.pixel_auroc"),
+    ("metrics.conventions", {"ader": {"mean": {"pixel_auroc": 2.0}}}, "metrics.conventions.ader.mean.pixel_auroc"),
 ])
 def test_a_malformed_record_is_refused_in_one_line_naming_the_field(path, value, reason):
     with pytest.raises(RecordError, match=reason) as error:
@@ -142,3 +151,33 @@ def test_not_a_mapping_is_refused():
 def test_the_contract_frame_still_reads_released_records():
     frame = records_frame([record_row(RELEASED, "/r/1")])
     assert isinstance(frame, pd.DataFrame) and frame.loc[0, "metric.image_auroc"] == pytest.approx(0.47)
+
+
+def test_a_curve_reads_typed_and_nan_is_not_computable():
+    curve = {"every": 1, "eval_s_per_pass": 0.5, "points": [
+        {"epoch": 1, "mean": {"image_auroc": 0.5, "pixel_auroc": float("nan")}, "eval_s": 0.4},
+        {"epoch": 2, "mean": {"image_auroc": 0.75}, "conventions": {"ader": {"image_auroc": 0.7}}}]}
+    record = parse_record({**RELEASED, "curve": curve})
+    assert [p.epoch for p in record.curve.points] == [1, 2] and record.curve.every == 1
+    assert record.curve.points[0].mean["pixel_auroc"] is None and record.curve.points[1].conventions["ader"]
+    # a convention's binned areas may leave [0, 1] by a rounding error (ADer's AUPRO of a class: -7.9e-17)
+    rounding = {"ader": {"mean": {"pixel_aupro": 0.5}, "per_class": {"logo": {"pixel_aupro": -7.9e-17}}}}
+    assert parse_record(_mutated("metrics.conventions", rounding)).metrics.conventions["ader"]["per_class"]
+
+
+def test_a_deeply_nested_record_is_refused_with_a_reason_not_a_recursion_error(tmp_path):
+    from record import load_record, read_record_file
+
+    deep = tmp_path / "metrics.json"
+    deep.write_text('{"status": "completed", "config": ' + "[" * 10000 + "]" * 10000 + "}")
+    with pytest.raises(RecordError, match="nested deeper than"):
+        read_record_file(deep)
+    with pytest.raises(ValueError, match="nested deeper than"):
+        load_record(deep)
+    nested: dict = {}
+    node = nested
+    for _ in range(200):  # parses as JSON, still deeper than any record
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(RecordError, match="nested deeper than"):
+        parse_record({**RELEASED, "config": nested})

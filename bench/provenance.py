@@ -1,8 +1,10 @@
-"""Writing the run record ``<run dir>/metrics.json`` (its shape: ``reports.run_record``) and its provenance."""
+"""The run record's ``env``: where and with what a job ran (git state, package versions, device, launcher).
+
+Apart from the record contract (``record``), which stays free of torch.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -10,26 +12,6 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-
-from bench.atomic import write_text_atomic
-from reports.run_record import RECORD, SCHEMA_VERSION
-
-__all__ = ["RECORD", "SCHEMA_VERSION", "environment", "read_record", "write_json_atomic"]
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def read_record(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / RECORD
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
 
 
 def _git(*args: str) -> str | None:

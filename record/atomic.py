@@ -1,4 +1,4 @@
-"""Atomic file writes shared by records, checkpoints, the feature cache and the file index.
+"""Atomic file writes shared by records, curves and checkpoints.
 
 A file is written to a hidden temp name in its folder (``.<name>.<random>``), then renamed over the
 target, so a reader never sees half a file. The temp file gets the mode a plain ``open()`` would give
@@ -9,6 +9,7 @@ files a killed job left behind are removed by ``remove_stale_temps``.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -44,6 +45,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
+    """``payload`` as indented JSON (keys in their order; values JSON cannot hold written as strings)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def remove_stale_temps(folder: str | os.PathLike, names: list[str], older_than_s: float = 0.0) -> list[Path]:
