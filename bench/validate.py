@@ -142,6 +142,7 @@ RULES: dict[str, Rule] = {
     "data.outlayers": INT(1, 5, items=True),
     "data.normal_classes": INT(0, 9, items=True),
     "data.strict_counts": BOOL,  # the public benchmarks' readers (data/reader.py)
+    "data.follow_links": BOOL,  # every reader (data/paths.py RootGuard)
     "data.resolution": ONE_OF(256, 512, 1024, "raw"),  # Real-IAD's image folders
     "data.views": ONE_OF("C1", "C2", "C3", "C4", "C5", items=True, null=True),
     "data.generator.seed": INT(0, SEED_MAX), "data.generator.image_size": INT(32),

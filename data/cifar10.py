@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.mvtec import Sample
+from data.paths import RootGuard
 from data.transforms import to_input
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -113,6 +114,7 @@ class Cifar10ManyVsMany(Dataset):
         normal_classes: list[int],
         image_size: int = 224,
         categories: list[str] | None = None,
+        follow_links: bool = False,
     ):
         if categories is not None:
             raise DatasetError(f"data.categories={list(categories)}: CIFAR-10 has the one category 'cifar10'; "
@@ -120,6 +122,9 @@ class Cifar10ManyVsMany(Dataset):
         normal = sorted({int(c) for c in normal_classes})
         if not normal or normal[0] < 0 or normal[-1] > 9 or len(normal) == 10:
             raise ValueError(f"normal_classes must be some, not all, of 0..9; got {list(normal_classes)}")
+        guard = RootGuard(root, follow_links)
+        for name in SPLIT_FILES.get(split, ()):
+            guard.check(batches_dir(root) / name)
         images, classes = load_split(root, split)
         if split == "train":
             keep = np.isin(classes, normal)
