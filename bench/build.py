@@ -62,10 +62,10 @@ def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
         cause = exc
         while cause.__cause__ is not None and type(cause).__name__ == "InstantiationException":
             cause = cause.__cause__
+        if not isinstance(cause, DatasetError):
+            raise
         hint = _derived_root_hint(data)
-        if isinstance(cause, DatasetError) and hint:
-            raise DatasetError(f"{cause} ({hint})") from None
-        raise
+        raise DatasetError(f"{cause} ({hint})" if hint else str(cause)) from None
 
 
 def _derived_root_hint(data: DictConfig) -> str | None:
