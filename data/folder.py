@@ -164,7 +164,10 @@ def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, t
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DatasetError(f"missing dataset root {base}: set data.root to the folder of the category folders")
-    known = sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / train_dir).is_dir())
+    # a folder with its test set but no train_dir is a category too: named by the scan, never dropped
+    test_marker = labels or test_dir
+    known = sorted(p.name for p in base.iterdir() if not p.name.startswith(".")
+                   and ((p / train_dir).is_dir() or (p / test_marker).exists()))
     if categories is None:
         if not known:
             raise DatasetError(f"no categories in {base}: expected <category>/{train_dir}/ folders of normal images")

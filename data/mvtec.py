@@ -55,9 +55,11 @@ def _folder(path: Path) -> Path:
 
 
 def list_categories(root: str | os.PathLike) -> list[str]:
-    """Sorted names of the category folders of ``root`` (a category is a subfolder with ``train/``)."""
+    """Sorted names of the category folders of ``root``: subfolders with ``train/`` or ``test/`` (a class
+    with one of them only is then named by the scan, never dropped)."""
     base = _root(root)
-    return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "train").is_dir())
+    return sorted(p.name for p in base.iterdir()
+                  if not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir()))
 
 
 def _categories(base: Path, categories: list[str] | None) -> list[str]:

@@ -174,6 +174,15 @@ def test_a_folder_class_with_one_split_or_one_test_label_is_named(tmp_path, remo
         MPDDDataset(root, "test")
 
 
+@pytest.mark.parametrize("reader", ["mvtec", "folder"])
+def test_an_mvtec_or_folder_class_with_a_test_set_and_no_train_set_is_named(tmp_path, reader):
+    root, build = _built(reader, tmp_path)
+    cls = READERS[reader][2]
+    shutil.rmtree(root / cls / "train")
+    with pytest.raises(DatasetError, match=rf"missing folder .*{cls}/train"):
+        build(root, "train")
+
+
 # 3. files that resolve outside data.root
 
 
