@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.errors import BenchError
+from data.errors import DatasetError
 from data.protocol import CONFIG_ONLY_KEYS, AnomalyDataset
 from models.detector import FeatureDetector, ImageDetector
 
@@ -46,11 +49,33 @@ def build_detector(cfg: DictConfig) -> nn.Module:
 
 def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
     """The ``split`` ("train" or "test") of the reader that ``data._target_`` names, built from the node's
-    keys except ``data.protocol.CONFIG_ONLY_KEYS``; bad input raises ``data.errors.DatasetError``."""
+    keys except ``data.protocol.CONFIG_ONLY_KEYS``; bad input raises ``data.errors.DatasetError`` (naming
+    ``paths.data_root`` and ``UNIAD_BENCH_DATA`` when a missing root derives from them)."""
+    if OmegaConf.is_missing(data, "root"):
+        raise BenchError(f"data={data.get('name')} needs its dataset folder: pass data.root=/path/to/your/dataset")
     node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k not in CONFIG_ONLY_KEYS}
     if "_target_" not in node:
         raise BenchError(f"data={data.get('name')} names no reader: its YAML needs _target_: data.<module>.<Class>")
-    return instantiate(node, split=split, _convert_="all")
+    try:
+        return instantiate(node, split=split, _convert_="all")
+    except Exception as exc:
+        cause = exc
+        while cause.__cause__ is not None and type(cause).__name__ == "InstantiationException":
+            cause = cause.__cause__
+        if not isinstance(cause, DatasetError):
+            raise
+        hint = _derived_root_hint(data)
+        raise DatasetError(f"{cause} ({hint})" if hint else str(cause)) from None
+
+
+def _derived_root_hint(data: DictConfig) -> str | None:
+    """How to point a missing ``data.root`` that derives from ``paths.data_root`` elsewhere, else None."""
+    raw = OmegaConf.to_container(data, resolve=False).get("root")
+    root = data.get("root")
+    if not isinstance(raw, str) or "paths.data_root" not in raw or Path(str(root)).expanduser().is_dir():
+        return None
+    return (f"data.root={root} is {raw}: set the env var UNIAD_BENCH_DATA or paths.data_root= to the folder "
+            "holding your datasets, or data.root= to this one")
 
 
 def build_datasets(data: DictConfig) -> tuple[AnomalyDataset, AnomalyDataset]:

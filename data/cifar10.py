@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.mvtec import Sample
+from data.paths import RootGuard
 from data.transforms import to_input
-from rules import INT
+from rules import BOOL, INT
 
 BATCHES_DIR = "cifar-10-batches-py"
 SPLIT_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
@@ -106,7 +107,7 @@ class Cifar10ManyVsMany(Dataset):
     """CIFAR-10 as dicts: image [3,S,S], mask [1,S,S] (all 0 or all 1), label, category, path."""
 
     has_masks = True  # each mask is the image's label (all zeros or all ones)
-    RULES = {"image_size": INT(32), "normal_classes": INT(0, 9, items=True)}
+    RULES = {"image_size": INT(32), "normal_classes": INT(0, 9, items=True), "follow_links": BOOL}
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class Cifar10ManyVsMany(Dataset):
         normal_classes: list[int],
         image_size: int = 224,
         categories: list[str] | None = None,
+        follow_links: bool = False,
     ):
         if categories is not None:
             raise DatasetError(f"data.categories={list(categories)}: CIFAR-10 has the one category 'cifar10'; "
@@ -122,6 +124,9 @@ class Cifar10ManyVsMany(Dataset):
         normal = sorted({int(c) for c in normal_classes})
         if not normal or normal[0] < 0 or normal[-1] > 9 or len(normal) == 10:
             raise ValueError(f"normal_classes must be some, not all, of 0..9; got {list(normal_classes)}")
+        guard = RootGuard(root, follow_links)
+        for name in SPLIT_FILES.get(split, ()):
+            guard.check(batches_dir(root) / name)
         images, classes = load_split(root, split)
         if split == "train":
             keep = np.isin(classes, normal)

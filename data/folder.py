@@ -8,6 +8,8 @@ up as ``<mask_dir>/<defect>/<stem>.*`` or ``<stem>_mask.*``; in CSV mode they ar
 Either every anomalous test image has a mask or none has: pixel metrics are then computed or skipped
 (``has_masks``), never computed from invented masks. Every problem stops the job in one line
 (``DatasetError``) before training. Images are read by ``data.transforms`` like every other dataset.
+A file or category folder that resolves outside ``root`` (a CSV path with ``../``, an absolute path, a
+symlink) is refused unless ``follow_links`` (``data.paths.RootGuard``).
 
 The CSV is UTF-8 (a byte-order mark is allowed). A row repeated exactly is counted once (with a warning);
 an image listed twice with different labels or masks is refused. Masks saved as JPEG get a warning: lossy
@@ -22,7 +24,8 @@ import os
 from pathlib import Path
 
 from data.errors import DatasetError
-from data.mvtec import IMAGE_EXTENSIONS, MVTecDataset, Sample, category_problem
+from data.mvtec import IMAGE_EXTENSIONS, MVTecDataset, Sample
+from data.paths import RootGuard, category_problem
 from data.transforms import shown_size
 
 log = logging.getLogger(__name__)
@@ -63,30 +66,36 @@ def _find_mask(mask_root: Path, defect: str, stem: str) -> Path | None:
     return None
 
 
-def _scan_train(base: Path, category: str, train_dir: str) -> list[Sample]:
+def _scan_train(base: Path, category: str, train_dir: str, guard: RootGuard) -> list[Sample]:
     folder = _folder(base / category / train_dir, "train_dir")
-    images = _images(folder)
+    images = guard.check_all(_images(folder))
     if not images:
-        raise DatasetError(f"no training images in {folder}: the normal class of {category!r} is empty")
+        held = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".") and _images(p)]
+        hint = (f"; its images are in {held[0]}/ (the MVTec AD layout?): set "
+                f"data.train_dir={Path(train_dir, held[0]).as_posix()}") if held else ""
+        raise DatasetError(f"no training images in {folder}: the normal class of {category!r} is empty{hint}")
     return [Sample(_checked(p, None)[0], category, "good", 0, None) for p in images]
 
 
-def _scan_test_folders(base: Path, category: str, test_dir: str, mask_dir: str | None) -> list[Sample]:
+def _scan_test_folders(base: Path, category: str, test_dir: str, mask_dir: str | None,
+                       guard: RootGuard) -> list[Sample]:
     test = _folder(base / category / test_dir, "test_dir")
     mask_root = base / category / mask_dir if mask_dir else None
     samples = []
     for sub in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = 0 if sub.name == "good" else 1
-        for image in _images(sub):
+        for image in guard.check_all(_images(sub)):
             mask = _find_mask(mask_root, sub.name, image.stem) if label and mask_root is not None else None
+            if mask is not None:
+                guard.check(mask)
             path, mask_path = _checked(image, mask)
             samples.append(Sample(path, category, sub.name, label, mask_path))
     return samples
 
 
-def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
+def _scan_test_csv(base: Path, category: str, labels: str, guard: RootGuard) -> list[Sample]:
     folder = base / category
-    table = folder / labels
+    table = guard.check(folder / labels, "data.labels")
     if not table.is_file():
         raise DatasetError(f"missing label file {table}: write it (columns path,label[,mask]) or set data.labels=null")
     try:
@@ -110,12 +119,12 @@ def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
                 f"{table} line {line}: label {cells[1]!r} is not 0 or 1 (0 = normal, 1 = anomalous)"
             )
         label = int(cells[1])
-        image = folder / cells[0]
+        image = guard.check(folder / cells[0], f"{table} line {line} (column path)")
         if not cells[0] or not image.is_file():
             raise DatasetError(f"{table} line {line}: image {image} does not exist: fix the path column")
         mask = None
         if len(header) == 3 and cells[2]:
-            mask = folder / cells[2]
+            mask = guard.check(folder / cells[2], f"{table} line {line} (column mask)")
             if not mask.is_file():
                 raise DatasetError(f"{table} line {line}: mask {mask} does not exist: fix the mask column")
             if label == 0:
@@ -142,20 +151,23 @@ def _scan_test_csv(base: Path, category: str, labels: str) -> list[Sample]:
 
 
 def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, train_dir: str,
-         test_dir: str, labels: str | None, mask_dir: str | None) -> list[Sample]:
+         test_dir: str, labels: str | None, mask_dir: str | None, follow_links: bool = False) -> list[Sample]:
     """Validated, deterministically ordered samples of ``split`` ('train' or 'test') for ``categories``.
 
     ``categories=None`` takes every subfolder of ``root`` that holds ``train_dir``. Raises
     ``DatasetError`` for a missing folder or label file, an empty class (no training images, no normal
-    or no anomalous test image), an unreadable image or mask, a label other than 0/1, and masks given
-    for only some anomalous images.
+    or no anomalous test image), an unreadable image or mask, a label other than 0/1, masks given
+    for only some anomalous images, and a file outside ``root`` (unless ``follow_links``).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DatasetError(f"missing dataset root {base}: set data.root to the folder of the category folders")
-    known = sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / train_dir).is_dir())
+    # a folder with its test set but no train_dir is a category too: named by the scan, never dropped
+    test_marker = labels or test_dir
+    known = sorted(p.name for p in base.iterdir() if not p.name.startswith(".")
+                   and ((p / train_dir).is_dir() or (p / test_marker).exists()))
     if categories is None:
         if not known:
             raise DatasetError(f"no categories in {base}: expected <category>/{train_dir}/ folders of normal images")
@@ -169,12 +181,14 @@ def scan(root: str | os.PathLike, categories: list[str] | None, split: str, *, t
             raise DatasetError(f"missing folder {base / category}: {category!r} is not a category of {base} "
                                f"(subfolders with {train_dir}/: {', '.join(known) or 'none'}); check data.categories")
     samples: list[Sample] = []
+    guard = RootGuard(base, follow_links)
     for category in sorted(set(categories)):
+        guard.check(base / category)
         if split == "train":
-            samples += _scan_train(base, category, train_dir)
+            samples += _scan_train(base, category, train_dir, guard)
             continue
-        found = (_scan_test_csv(base, category, labels) if labels
-                 else _scan_test_folders(base, category, test_dir, mask_dir))
+        found = (_scan_test_csv(base, category, labels, guard) if labels
+                 else _scan_test_folders(base, category, test_dir, mask_dir, guard))
         where = base / category / (labels or test_dir)
         for label, name in ((0, "normal"), (1, "anomalous")):
             if not any(s.label == label for s in found):
@@ -202,11 +216,11 @@ class FolderDataset(MVTecDataset):
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, *, train_dir: str, test_dir: str, labels: str | None,
-                 mask_dir: str | None):
+                 mask_dir: str | None, follow_links: bool = False):
         self.root = str(root)
         self.split = split
         self.image_size = int(image_size)
         self.samples = scan(root, categories, split, train_dir=train_dir, test_dir=test_dir, labels=labels,
-                            mask_dir=mask_dir)
+                            mask_dir=mask_dir, follow_links=follow_links)
         self.categories = sorted({s.category for s in self.samples})
         self.has_masks = any(s.mask_path for s in self.samples)

@@ -17,26 +17,12 @@ import torch
 from torch.utils.data import Dataset
 
 from data.errors import DatasetError
+from data.paths import RESERVED, RootGuard, category_problem  # noqa: F401 (re-exported)
 from data.transforms import check_image, load_image, load_mask, shown_size
-from rules import INT, NAMES
+from rules import BOOL, INT, NAMES
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT = "<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
-RESERVED = ("mean",)  # the name of the mean row in records and tables
-
-
-def category_problem(name) -> str | None:
-    """Why ``name`` cannot be a category, or None: a category is a plain folder name of the dataset
-    root (never a path: maps and records are written under it) and not a reserved row name."""
-    if not isinstance(name, str) or not name.strip():
-        return "is not a folder name"
-    if name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
-        return "is a path, not a category folder name: give the name of a subfolder of data.root"
-    if name.startswith("."):
-        return "is a hidden folder, not a category: rename it"
-    if name in RESERVED:
-        return "collides with the mean row of the tables and records: rename the category folder"
-    return None
 
 
 # data.categories of a reader: null (every category) or a list of plain names
@@ -74,9 +60,11 @@ def _folder(path: Path) -> Path:
 
 
 def list_categories(root: str | os.PathLike) -> list[str]:
-    """Sorted names of the category folders of ``root`` (a category is a subfolder with ``train/``)."""
+    """Sorted names of the category folders of ``root``: subfolders with ``train/`` or ``test/`` (a class
+    with one of them only is then named by the scan, never dropped)."""
     base = _root(root)
-    return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "train").is_dir())
+    return sorted(p.name for p in base.iterdir()
+                  if not p.name.startswith(".") and ((p / "train").is_dir() or (p / "test").is_dir()))
 
 
 def _categories(base: Path, categories: list[str] | None) -> list[str]:
@@ -102,20 +90,20 @@ def _categories(base: Path, categories: list[str] | None) -> list[str]:
     return sorted(set(categories))
 
 
-def _scan_train(base: Path, category: str) -> list[Sample]:
+def _scan_train(base: Path, category: str, guard: RootGuard) -> list[Sample]:
     folder = _folder(base / category / "train" / "good")
-    samples = [Sample(str(p), category, "good", 0, None) for p in _images(folder)]
+    samples = [Sample(str(p), category, "good", 0, None) for p in guard.check_all(_images(folder))]
     if not samples:
         raise DatasetError(f"no training images in {folder}: the train set of {category!r} is empty")
     return samples
 
 
-def _scan_test(base: Path, category: str) -> list[Sample]:
+def _scan_test(base: Path, category: str, guard: RootGuard) -> list[Sample]:
     test = _folder(base / category / "test")
     samples = []
     for defect_dir in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
         defect = defect_dir.name
-        for image in _images(defect_dir):
+        for image in guard.check_all(_images(defect_dir)):
             if defect == "good":
                 samples.append(Sample(str(image), category, defect, 0, None))
                 continue
@@ -124,6 +112,7 @@ def _scan_test(base: Path, category: str) -> list[Sample]:
                 raise DatasetError(
                     f"missing mask {mask} for defective image {image}: add the mask or remove the image"
                 )
+            guard.check(mask)
             size, mask_size = shown_size(image), shown_size(mask)
             if size != mask_size:
                 raise DatasetError(
@@ -139,18 +128,22 @@ def _scan_test(base: Path, category: str) -> list[Sample]:
     return samples
 
 
-def scan(root: str | os.PathLike, categories: list[str] | None, split: str) -> list[Sample]:
+def scan(root: str | os.PathLike, categories: list[str] | None, split: str,
+         follow_links: bool = False) -> list[Sample]:
     """Validated, deterministically ordered samples of ``split`` ('train' or 'test') for ``categories``.
 
     ``categories=None`` takes every category folder (unified mode). Raises ``DatasetError`` naming the
     path for a missing root or folder, an unknown category, a defective image without its mask, a mask
-    whose size differs from its image, or an empty train set.
+    whose size differs from its image, an empty train set, or a file or class folder that resolves outside
+    ``root`` (unless ``follow_links``).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     base = _root(root)
     scan_one = _scan_train if split == "train" else _scan_test
-    return [sample for category in _categories(base, categories) for sample in scan_one(base, category)]
+    guard = RootGuard(base, follow_links)
+    chosen = [guard.check(base / c).name for c in _categories(base, categories)]
+    return [sample for category in chosen for sample in scan_one(base, category, guard)]
 
 
 def verify_files(paths: list[str], check: Callable[[str], object] = check_image) -> dict[str, object]:
@@ -163,7 +156,7 @@ class MVTecDataset(Dataset):
     (``data.protocol.AnomalyDataset``; ``conf/data/mvtec.yaml``)."""
 
     has_masks = True  # every defective test image has its mask (``scan`` requires it)
-    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES}
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL}
 
     def __init__(
         self,
@@ -171,11 +164,12 @@ class MVTecDataset(Dataset):
         split: str,
         categories: list[str] | None = None,
         image_size: int = 224,
+        follow_links: bool = False,
     ):
         self.root = str(root)
         self.split = split
         self.image_size = int(image_size)
-        self.samples = scan(root, categories, split)
+        self.samples = scan(root, categories, split, follow_links)
         self.categories = sorted({s.category for s in self.samples})
 
     def __len__(self) -> int:

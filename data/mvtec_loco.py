@@ -38,9 +38,9 @@ class MVTecLOCODataset(FolderBenchmark):
     OFFICIAL = release_counts(COUNTS)
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
-                 image_size: int = 224, strict_counts: bool = False):
+                 image_size: int = 224, strict_counts: bool = False, follow_links: bool = False):
         self._masks: dict[str, list[str]] = {}
-        super().__init__(root, split, categories, image_size, strict_counts)
+        super().__init__(root, split, categories, image_size, strict_counts, follow_links)
         if self.split == "test":
             unknown = sorted({s.defect for s in self.samples} - set(SUBSETS))
             if unknown:
@@ -53,7 +53,7 @@ class MVTecLOCODataset(FolderBenchmark):
         masks = images_in(where) if where.is_dir() else []
         if not masks:
             return None
-        for mask in masks:
+        for mask in self.guard.check_all(masks):
             check_mask_size(image, mask)
         self._masks[str(where)] = [str(m) for m in masks]
         return where

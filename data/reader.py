@@ -2,8 +2,11 @@
 
 A reader scans its dataset as the authors distribute it into ``data.mvtec.Sample`` records, checks the
 whole layout before training (one-line ``DatasetError`` naming the path and what to do), and compares its
-per-class counts with the official release's (``check_counts``: a warning naming both counts, an error
-with ``strict_counts``). ``ReaderDataset`` then serves items exactly as ``MVTecDataset`` does.
+per-class counts and class list with the official release's (``check_counts``, ``check_classes``: a
+warning naming both, an error with ``strict_counts``). Category names and file paths taken from the
+layout or a split file go through ``data.paths`` (``check_category``, ``RootGuard``): a category is a
+plain folder name, and a file outside ``data.root`` is refused unless ``data.follow_links=true``.
+``ReaderDataset`` then serves items exactly as ``MVTecDataset`` does.
 
 Two optional per-image annotations feed evaluation's extra metrics (README, datasets):
 ``groups`` (a sample id per image: Real-IAD's five views of one object form one sample) and
@@ -25,6 +28,7 @@ from torch.utils.data import Dataset
 
 from data.errors import DatasetError
 from data.mvtec import CATEGORY_NAMES, IMAGE_EXTENSIONS, Sample, verify_files
+from data.paths import RootGuard, check_category
 from data.transforms import check_image, load_image, load_mask, read_mask, shown_size
 from rules import BOOL, INT
 
@@ -95,7 +99,10 @@ def find_mask(mask_dir: Path, stem: str, names: Iterable[str]) -> Path | None:
 
 
 def select_categories(known: list[str], requested: list[str] | None, where: Path, dataset: str) -> list[str]:
-    """``requested`` (None = every known category: unified mode), each checked against ``known``."""
+    """``requested`` (None = every known category: unified mode), each checked against ``known``; every
+    known name must be a plain category name (``data.paths.check_category``, naming ``where``)."""
+    for name in known:
+        check_category(name, where)
     if not known:
         raise DatasetError(f"no {dataset} categories in {where}: check data.root")
     if requested is None:
@@ -139,6 +146,21 @@ def check_counts(dataset: str, split: str, found: Mapping[str, tuple[int, int]],
                       stacklevel=3)
 
 
+def check_classes(dataset: str, where: Path | str, known: Iterable[str], release: Iterable[str], strict: bool,
+                  release_name: str) -> None:
+    """Every class of the ``release`` is in ``known`` (unified mode only: a selection is checked by
+    ``select_categories``). A missing one (a partial download, a split file without its rows) warns
+    naming it; ``strict`` raises ``DatasetError`` instead."""
+    missing = sorted(set(release) - set(known))
+    if not missing:
+        return
+    message = (f"{dataset} in {where}: {len(missing)} class{'es' if len(missing) > 1 else ''} of the {release_name} "
+               f"missing ({', '.join(missing)}); a partial download or another split file?")
+    if strict:
+        raise DatasetError(message + " (data.strict_counts=false only warns)")
+    warnings.warn(message + " (data.strict_counts=true makes this an error)", CountMismatchWarning, stacklevel=3)
+
+
 def load_union_mask(paths: list[str], size: int) -> torch.Tensor:
     """The union (> 0) of several mask files, [1, size, size] 0/1 (MVTec LOCO: one file per defect)."""
     union = None
@@ -157,7 +179,7 @@ class ReaderDataset(Dataset):
     """
 
     has_masks = True
-    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES}  # subclasses select categories
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL}  # subclasses select categories
 
     def __init__(self, root: str | os.PathLike, split: str, image_size: int):
         self.root = str(root)
@@ -203,30 +225,32 @@ class ReaderDataset(Dataset):
 
 def scan_folders(base: Path, category: str, split: str, *, dataset: str, layout: str, train: str,
                  test: str, normal: str, mask_of: Callable[[str, Path], Path | None],
-                 images_sub: str = "", skip: tuple[str, ...] = ()) -> list[Sample]:
+                 guard: RootGuard, images_sub: str = "", skip: tuple[str, ...] = ()) -> list[Sample]:
     """Samples of a class laid out by folder, as MVTec AD and its kin are.
 
     ``train`` (relative to ``base/category``) holds the normal training images; ``test`` holds one folder
     per defect type, ``normal`` naming the normal one (its images label 0, every other folder's label 1,
     whatever its mask holds); ``images_sub`` is a subfolder of each (MVTec 3D-AD's ``rgb``); ``skip`` lists
     folders of ``test`` that are not defect types. ``mask_of(defect, image)`` finds an anomalous image's
-    mask; a missing mask, an empty train set or test set, or a mask of another size is a one-line error.
+    mask; a missing mask, an empty train set, a test set without normal or without anomalous images
+    (as ``data.mvtec``), a mask of another size, or a file ``guard`` refuses (outside the root) is a one-line
+    error.
     """
     where = base / category
     if split == "train":
-        path = folder(where / train / images_sub if images_sub else where / train, dataset, layout)
-        samples = [Sample(str(p), category, normal, 0, None) for p in images_in(path)]
+        path = class_folder(where / train / images_sub if images_sub else where / train, category, dataset, layout)
+        samples = [Sample(str(p), category, normal, 0, None) for p in guard.check_all(images_in(path))]
         if not samples:
             raise DatasetError(f"no training images in {path}: the train set of {category!r} is empty")
         return samples
-    test_dir = folder(where / test, dataset, layout)
+    test_dir = class_folder(where / test, category, dataset, layout)
     samples = []
     for defect_dir in subfolders(test_dir):
         defect = defect_dir.name
         if defect in skip:
             continue
         images = images_in(folder(defect_dir / images_sub, dataset, layout) if images_sub else defect_dir)
-        for image in images:
+        for image in guard.check_all(images):
             if defect == normal:
                 samples.append(Sample(str(image), category, defect, 0, None))
                 continue
@@ -234,17 +258,29 @@ def scan_folders(base: Path, category: str, split: str, *, dataset: str, layout:
             if mask is None:
                 raise DatasetError(f"missing mask for defective image {image} ({dataset} layout {layout}): "
                                    "add the mask or remove the image")
+            guard.check(mask)
             if mask.is_file():
                 check_mask_size(image, mask)
             samples.append(Sample(str(image), category, defect, 1, str(mask)))
-    if not samples:
-        raise DatasetError(f"no test images in {test_dir}: expected {layout}")
+    for label, what in ((0, f"normal test images in {test_dir / normal}"), (1, f"anomalous test images in {test_dir}")):
+        if not any(s.label == label for s in samples):
+            raise DatasetError(f"{dataset} class {category!r} has no {what}: both are needed for its metrics "
+                               "(restore the folder or leave the class out with data.categories)")
     return samples
 
 
-def list_classes(base: Path, marker: str) -> list[str]:
-    """Subfolders of ``base`` holding ``marker`` (a category's train folder)."""
-    return sorted(p.name for p in subfolders(base) if (p / marker).is_dir())
+def class_folder(path: Path, category: str, dataset: str, layout: str) -> Path:
+    """``path``, a folder every class needs: a class that has the other split's folder but not this one is
+    named (never dropped)."""
+    if not path.is_dir():
+        raise DatasetError(f"missing folder {path}: {dataset} class {category!r} needs it (layout {layout}); "
+                           "restore it or leave the class out with data.categories")
+    return path
+
+
+def list_classes(base: Path, *markers: str) -> list[str]:
+    """Subfolders of ``base`` holding any of ``markers`` (a category's train or test folder)."""
+    return sorted(p.name for p in subfolders(base) if any((p / m).is_dir() for m in markers))
 
 
 def release_counts(table: Mapping[str, tuple[int, int, int]]) -> dict[str, dict[str, tuple[int, int]]]:
@@ -256,7 +292,8 @@ class FolderBenchmark(ReaderDataset):
     """A benchmark laid out by folder per class (``scan_folders``); subclasses name the layout.
 
     ``OFFICIAL`` maps a split to ``{category: (normal, anomalous)}`` of the release (empty where no count
-    could be sourced: nothing is compared then).
+    could be sourced: nothing is compared then); its classes are the release's class list, compared in
+    unified mode (``check_classes``).
     """
 
     NAME = ""
@@ -271,18 +308,22 @@ class FolderBenchmark(ReaderDataset):
     RULES = {"strict_counts": BOOL}
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
-                 image_size: int = 224, strict_counts: bool = False):
+                 image_size: int = 224, strict_counts: bool = False, follow_links: bool = False):
         super().__init__(root, split, image_size)
         base = root_dir(root, self.NAME, self.LAYOUT)
-        known = list_classes(base, self.TRAIN.split("/")[0])
+        self.guard = guard = RootGuard(base, follow_links)
+        known = list_classes(base, self.TRAIN.split("/")[0], self.TEST.split("/")[0])
         chosen = select_categories(known, list(categories) if categories is not None else None, base, self.NAME)
         for category in chosen:
+            guard.check(base / category)
             self.samples += scan_folders(
                 base, category, self.split, dataset=self.NAME, layout=self.LAYOUT, train=self.TRAIN,
-                test=self.TEST, normal=self.NORMAL, images_sub=self.IMAGES_SUB, skip=self.SKIP,
+                test=self.TEST, normal=self.NORMAL, images_sub=self.IMAGES_SUB, skip=self.SKIP, guard=guard,
                 mask_of=lambda defect, image, c=category: self.mask_of(base / c, defect, image))
-        check_counts(self.NAME, self.split, found_counts(self.samples), self.OFFICIAL.get(self.split, {}),
-                     bool(strict_counts), self.RELEASE)
+        official = self.OFFICIAL.get(self.split, {})
+        check_counts(self.NAME, self.split, found_counts(self.samples), official, bool(strict_counts), self.RELEASE)
+        if categories is None:
+            check_classes(self.NAME, base, known, official, bool(strict_counts), self.RELEASE)
 
     def mask_of(self, category_dir: Path, defect: str, image: Path) -> Path | None:
         """The mask of the anomalous ``image`` of ``defect`` (None when it is missing)."""

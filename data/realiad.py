@@ -29,7 +29,16 @@ from pathlib import Path
 
 from data.errors import DatasetError
 from data.mvtec import Sample
-from data.reader import CountMismatchWarning, ReaderDataset, check_mask_size, found_counts, root_dir, select_categories
+from data.paths import RootGuard, check_category
+from data.reader import (
+    CountMismatchWarning,
+    ReaderDataset,
+    check_classes,
+    check_mask_size,
+    found_counts,
+    root_dir,
+    select_categories,
+)
 from rules import BOOL, ONE_OF
 
 CATEGORIES = ("audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -61,22 +70,35 @@ def split_folder(base: Path, split: str) -> Path:
                        f"extract realiad_jsons.zip into data.root or pick data.json_split from {', '.join(SPLITS)}")
 
 
-def view_and_sample(image_path: str) -> tuple[str, str]:
-    """(camera view, sample id) from a Real-IAD file name; an unexpected name is a one-line error."""
+def view_and_sample(image_path: str, where: str) -> tuple[str, str]:
+    """(camera view, sample id) from a Real-IAD file name; an unexpected name is a one-line error naming
+    ``where`` (the JSON file and key)."""
     match = SAMPLE_KEY.search(Path(image_path).name)
     if match is None:
-        raise DatasetError(f"Real-IAD file name {image_path!r} has no <class>_<nnnn>_<OK|NG>_C<view>_ part: "
-                           "is this the Real-IAD release?")
+        raise DatasetError(f"{where}: Real-IAD file name {image_path!r} has no <class>_<nnnn>_<OK|NG>_C<view>_ "
+                           "part: is this the Real-IAD release?")
     return match.group(2), match.group(1)
 
 
 def read_split(path: Path) -> dict:
+    """A class's split file; it must hold ``meta`` and non-empty ``train`` and ``test`` lists of records
+    with an ``image_path`` (a class with one split only is named, never dropped)."""
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise DatasetError(f"unreadable Real-IAD split file {path} ({error}): re-extract realiad_jsons.zip") from None
     if not isinstance(info, dict) or not all(k in info for k in ("meta", "train", "test")):
         raise DatasetError(f"Real-IAD split file {path} lacks meta/train/test: re-extract realiad_jsons.zip")
+    if not isinstance(info["meta"], dict):
+        raise DatasetError(f"{path} key meta: expected an object with prefix and normal_class")
+    for split in ("train", "test"):
+        records = info[split]
+        if not isinstance(records, list) or not records:
+            raise DatasetError(f"{path} key {split}: class {path.stem!r} has no {split} records: both splits are "
+                               "needed (re-extract realiad_jsons.zip or leave the class out with data.categories)")
+        for index, record in enumerate(records):
+            if not isinstance(record, dict) or not isinstance(record.get("image_path"), str):
+                raise DatasetError(f"{path} key {split}[{index}]: expected a record with an image_path")
     return info
 
 
@@ -88,9 +110,10 @@ class RealIADDataset(ReaderDataset):
 
     def __init__(self, root: str | os.PathLike, split: str, categories: list[str] | None = None,
                  image_size: int = 224, json_split: str = "realiad_jsons", resolution: str | int = 1024,
-                 views: list[str] | None = None, strict_counts: bool = False):
+                 views: list[str] | None = None, strict_counts: bool = False, follow_links: bool = False):
         super().__init__(root, split, image_size)
         base = root_dir(root, "Real-IAD", LAYOUT)
+        guard = RootGuard(base, follow_links)
         resolution = str(resolution)
         if resolution not in RESOLUTIONS:
             raise DatasetError(f"data.resolution={resolution} is not a Real-IAD resolution: choose "
@@ -104,36 +127,42 @@ class RealIADDataset(ReaderDataset):
         if not images.is_dir():
             raise DatasetError(f"missing Real-IAD image folder {images}: extract the {resolution} px images there "
                                "or set data.resolution")
-        jsons = split_folder(base, json_split)
-        known = sorted(p.stem for p in jsons.glob("*.json"))
+        guard.check(images, "data.resolution")
+        jsons = guard.check(split_folder(base, json_split), "data.json_split")
+        files = sorted(p for p in jsons.glob("*.json") if not p.name.startswith("."))
+        known = [check_category(p.stem, f"{p} (its file name)") for p in files]
         chosen = select_categories(known, list(categories) if categories is not None else None, jsons, "Real-IAD")
         groups: list[str] = []
         for category in chosen:
-            info = read_split(jsons / f"{category}.json")
+            path = guard.check(jsons / f"{category}.json", "data.json_split")
+            info = read_split(path)
             prefix = str(info["meta"].get("prefix") or category)
             normal = info["meta"].get("normal_class", "OK")
-            where = images / prefix
+            where = guard.check(images / prefix, f"{path} key meta.prefix")
             if not where.is_dir():
-                raise DatasetError(f"missing Real-IAD class folder {where}: extract {category}'s images there")
-            for record in info[self.split]:
-                view, sample_id = view_and_sample(record["image_path"])
+                raise DatasetError(f"{path} key meta.prefix: missing Real-IAD class folder {where}: extract "
+                                   f"{category}'s images there")
+            for index, record in enumerate(info[self.split]):
+                key = f"{path} key {self.split}[{index}]"
+                view, sample_id = view_and_sample(record["image_path"], f"{key}.image_path")
                 if views is not None and view not in views:
                     continue
-                image = where / record["image_path"]
+                image = guard.check(where / record["image_path"], f"{key}.image_path")
                 if not image.is_file():
-                    raise DatasetError(f"missing Real-IAD image {image} (listed in {jsons.name}/{category}.json): "
-                                       "re-extract the class archive")
-                label = int(self.split == "test" and record["anomaly_class"] != normal)
+                    raise DatasetError(f"{key}.image_path: missing Real-IAD image {image}: re-extract the class "
+                                       "archive")
+                label = int(self.split == "test" and record.get("anomaly_class") != normal)
                 mask = None
                 if label:
-                    if not record.get("mask_path"):
-                        raise DatasetError(f"{jsons.name}/{category}.json: anomalous record {record['image_path']} "
-                                           f"(anomaly_class {record['anomaly_class']}) has no mask_path")
-                    mask = where / record["mask_path"]
+                    if not isinstance(record.get("mask_path"), str) or not record["mask_path"]:
+                        raise DatasetError(f"{key}.mask_path: anomalous record {record['image_path']} "
+                                           f"(anomaly_class {record.get('anomaly_class')}) has no mask_path")
+                    mask = guard.check(where / record["mask_path"], f"{key}.mask_path")
                     if not mask.is_file():
-                        raise DatasetError(f"missing Real-IAD mask {mask} for {image}: re-extract the class archive")
+                        raise DatasetError(f"{key}.mask_path: missing Real-IAD mask {mask} for {image}: re-extract "
+                                           "the class archive")
                     check_mask_size(image, mask)
-                self.samples.append(Sample(str(image), category, record["anomaly_class"], label,
+                self.samples.append(Sample(str(image), category, str(record.get("anomaly_class")), label,
                                            None if mask is None else str(mask)))
                 groups.append(f"{category}/{sample_id}")
         if not self.samples:
@@ -141,7 +170,8 @@ class RealIADDataset(ReaderDataset):
         if self.split == "test":
             self.groups = groups
         self._check_totals(json_split, chosen, views, bool(strict_counts))
-
+        if categories is None:
+            check_classes("Real-IAD", jsons, known, CATEGORIES, bool(strict_counts), "Real-IAD release")
     def _check_totals(self, json_split: str, chosen: list[str], views, strict: bool) -> None:
         """All 30 classes and all views: compare the totals with the release's (warn, or raise if strict)."""
         official = OFFICIAL_TOTALS.get(json_split, {}).get(self.split)

@@ -406,5 +406,6 @@ class SyntheticDataset(MVTecDataset):
     }
 
     def __init__(self, root: str | os.PathLike, split: str, *, generator: dict, categories: list[str] | None,
-                 image_size: int):
-        super().__init__(ensure(root, **dict(generator)), split, categories=categories, image_size=image_size)
+                 image_size: int, follow_links: bool = False):
+        super().__init__(ensure(root, **dict(generator)), split, categories=categories, image_size=image_size,
+                         follow_links=follow_links)

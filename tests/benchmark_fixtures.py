@@ -231,3 +231,43 @@ def check_release_counts(cls, root: Path, counts: dict, monkeypatch) -> None:
         warnings.simplefilter("error", CountMismatchWarning)
         cls(root, "train", strict_counts=True)
         cls(root, "test", strict_counts=True)
+
+
+def release_with(counts: dict, *missing: str) -> dict:
+    """``OFFICIAL`` holding a fixture's classes and counts plus the classes ``missing`` (a release class that
+    the fixture lacks, as a partial download does)."""
+    official = {s: {c: v[s] for c, v in counts.items()} for s in ("train", "test")}
+    for cls in missing:
+        official["train"][cls], official["test"][cls] = (1, 0), (1, 1)
+    return official
+
+
+def visa_rows(root: Path, keep=lambda row: True, add: list[list[str]] = ()) -> int:
+    """Rewrite VisA's split_csv/1cls.csv with the rows ``keep`` accepts plus ``add``; returns the line
+    number of the last row (the header is line 1)."""
+    split = root / "split_csv" / "1cls.csv"
+    with split.open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    rows = [r for r in rows if keep(r)] + [list(r) for r in add]
+    with split.open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return len(rows) + 1
+
+
+def realiad_json(root: Path, cls: str, edit, split: str = "realiad_jsons") -> Path:
+    """Apply ``edit(info)`` to the split file of ``cls`` (``make_realiad``'s flat layout); returns its path."""
+    path = root / split / f"{cls}.json"
+    info = json.loads(path.read_text())
+    edit(info)
+    path.write_text(json.dumps(info))
+    return path
+
+
+def move_out(root: Path, rel: str, outside: Path) -> Path:
+    """Move ``root/rel`` (a file or folder) to ``outside`` and leave a symlink to it in its place: a dataset
+    whose files live outside its root. Returns the link."""
+    link, target = root / rel, outside / rel.replace("/", "_")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    link.rename(target)
+    link.symlink_to(target, target_is_directory=target.is_dir())
+    return link
