@@ -39,7 +39,7 @@ def build_detector(cfg: DictConfig) -> nn.Module:
         from models.detector import StatisticsDetector
 
         method = instantiate_node(cfg.model, stage_channels=backbone.channels,
-                                  available_stages=list(cfg.backbone.outlayers), feature_size=feature_size(cfg))
+                                  available_stages=list(backbone.stages), feature_size=feature_size(cfg))
         return StatisticsDetector(backbone, method)
     reconstruction = instantiate_node(
         cfg.model, in_channels=backbone.out_channels, feature_size=feature_size(cfg)

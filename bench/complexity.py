@@ -2,7 +2,7 @@
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` at batch 1 and the configured image
 size: 2 FLOPs per multiply-add of matmuls and convolutions (element-wise ops are not counted).
-What is counted is what the suite runs: the backbone cut after its last selected stage, the
+What is counted is what the suite runs: the backbone cut after its last selected stage (a ViT: block), the
 reconstruction model and the anomaly map.
 """
 

@@ -153,6 +153,26 @@ def validate_config(cfg: DictConfig) -> None:
             torch.device(device)
         except RuntimeError:
             raise BenchError(f"trainer.device={device} is not a device: use auto, cpu or cuda[:N]") from None
+    check_backbone_weights(cfg)
+
+
+def check_backbone_weights(cfg: DictConfig) -> None:
+    """Weights the backbone fetches are there before the data checks: a backbone class with a
+    ``check_weights(name, timm_name, weights)`` (``models.vit_backbone``) finds them in the local cache
+    or downloads them, so an offline machine stops here in one line. task=eval builds the checkpoint's
+    backbone, not the command line's: it is not checked here."""
+    from hydra.utils import get_class
+
+    node = cfg.get("backbone")
+    if node is None or cfg.task == "eval" or OmegaConf.select(cfg, "model.input") == "image":
+        return
+    check = getattr(get_class(str(node._target_)), "check_weights", None)
+    if check is None:
+        return
+    try:
+        check(name=str(node.name), timm_name=str(node.timm_name), weights=str(node.weights))
+    except RuntimeError as exc:  # models.backbone.BackboneWeightsError: one line naming what to set
+        raise BenchError(str(exc)) from None
 
 
 def validate_data(datasets, index_dir: str | Path | None) -> None:

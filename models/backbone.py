@@ -88,7 +88,8 @@ class FeatureExtractor(nn.Module):
         self.name = name
         self.frozen = frozen
         self.feature_stride = feature_stride
-        out_indices = tuple(int(k) - 1 for k in outlayers)
+        self.stages: list[int] = [int(k) for k in outlayers]  # what PaDiM and PatchCore select by
+        out_indices = tuple(k - 1 for k in self.stages)
         kwargs = dict(features_only=True, out_indices=out_indices)
         if weights == "imagenet":
             try:

@@ -129,7 +129,8 @@ def test_a_checkpoint_never_decides_where_the_backbone_comes_from(source):
     ``local-dir:``/``hf-hub:`` (or any other network) is refused with the name shown."""
     saved = json.loads(json.dumps(checkpoint_config()))
     saved["backbone"]["timm_name"] = source
-    with pytest.raises(BenchError, match=f"backbone.timm_name is '{source}' where conf/ builds 'tf_efficientnet_lite0'"):
+    shown = f"backbone.timm_name is '{source}' where conf/ builds 'tf_efficientnet_lite0'"
+    with pytest.raises(BenchError, match=shown):
         checkpoint.model_config(compose_cfg(["profile=smoke"]), saved, {"backbone": "efficientnet_lite0"}, given=[],
                                 source="x.ckpt")
     saved["backbone"]["timm_name"] = "tf_efficientnet_lite0"
