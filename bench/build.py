@@ -27,11 +27,13 @@ def feature_size(cfg: DictConfig) -> tuple[int, int]:
 
 def build_detector(cfg: DictConfig) -> nn.Module:
     """Backbone + reconstruction model + loss, as the model's ``input`` says (``frozen_features``:
-    a one-pass statistics method, no loss)."""
+    a one-pass statistics method, no loss; ``tokens``: the model's ``_target_`` is the detector itself)."""
     loss = instantiate_node(cfg.loss)
     if cfg.model.input == "image":
         return ImageDetector(instantiate_node(cfg.model), loss)
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name)
+    if cfg.model.input == "tokens":  # Dinomaly: the detector sizes its decoder from the backbone
+        return instantiate_node(cfg.model, backbone=backbone, loss=loss)
     if cfg.model.input == "frozen_features":  # PaDiM, PatchCore: statistics fitted in one pass
         from models.detector import StatisticsDetector
 
@@ -50,7 +52,16 @@ def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
     node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k not in CONFIG_ONLY_KEYS}
     if "_target_" not in node:
         raise BenchError(f"data={data.get('name')} names no reader: its YAML needs _target_: data.<module>.<Class>")
-    return instantiate(node, split=split, _convert_="all")
+    resize = node.pop("resize", None)  # read at data.resize px, centre-cropped to data.image_size (data/cropped.py)
+    if resize is None:
+        return instantiate(node, split=split, _convert_="all")
+    if int(resize) < int(node["image_size"]):
+        raise BenchError(f"data.resize={resize} is below data.image_size={node['image_size']}: the centre crop "
+                         "must fit; give data.resize >= data.image_size or null")
+    from data.cropped import CenterCropped
+
+    size, node["image_size"] = node["image_size"], int(resize)
+    return CenterCropped(instantiate(node, split=split, _convert_="all"), size)
 
 
 def build_datasets(data: DictConfig) -> tuple[AnomalyDataset, AnomalyDataset]:

@@ -31,7 +31,8 @@ class DinomalyDecoder(nn.Module):
     RULES = {
         "model.num_heads": "int >= 1 (divides embed_dim)", "model.num_blocks": "int >= 1",
         "model.mlp_ratio": "real > 0", "model.attention": "linear | softmax",
-        "model.neighbor_size": "int >= 0 (0 = no mask; softmax only)", "model.bottleneck_dropout": "real in [0, 1)",
+        "model.mask_neighbor_size": "int >= 0 (0 = no mask; softmax only)",
+        "model.bottleneck_dropout": "real in [0, 1)",
         "model.groups": "non-empty lists of ints in [0, num_blocks)", "model.fj": "bool",
         "model.fj_scale": "real >= 0", "model.fj_prob": "real in [0, 1]",
         "model.blur_size": "int >= 1, odd", "model.blur_sigma": "real >= 0 (0 = no blur)",
@@ -61,8 +62,8 @@ class DinomalyDecoder(nn.Module):
         """
         super().__init__()
         if attention == "linear" and neighbor_size:
-            raise ValueError(f"model.neighbor_size={neighbor_size} needs model.attention=softmax: linear "
-                             "attention has no attention weights to mask; set model.neighbor_size=0")
+            raise ValueError(f"model.mask_neighbor_size={neighbor_size} needs model.attention=softmax: linear "
+                             "attention has no attention weights to mask; set model.mask_neighbor_size=0")
         if not groups or any(not g for g in groups) or any(not 0 <= i < num_blocks for g in groups for i in g):
             raise ValueError(f"model.groups={groups}: give non-empty lists of decoder block indices in "
                              f"[0, {num_blocks}), e.g. [[0, 1, 2, 3], [4, 5, 6, 7]]")
