@@ -27,17 +27,6 @@ from models.jitter import FeatureJitter
 class DinomalyDecoder(nn.Module):
     """Bottleneck + decoder blocks + grouping of Dinomaly (all but the frozen encoder)."""
 
-    # allowed values of the model keys (documentation for the config checks)
-    RULES = {
-        "model.num_heads": "int >= 1 (divides embed_dim)", "model.num_blocks": "int >= 1",
-        "model.mlp_ratio": "real > 0", "model.attention": "linear | softmax",
-        "model.mask_neighbor_size": "int >= 0 (0 = no mask; softmax only)",
-        "model.bottleneck_dropout": "real in [0, 1)",
-        "model.groups": "non-empty lists of ints in [0, num_blocks)", "model.fj": "bool",
-        "model.fj_scale": "real >= 0", "model.fj_prob": "real in [0, 1]",
-        "model.blur_size": "int >= 1, odd", "model.blur_sigma": "real >= 0 (0 = no blur)",
-        "model.top_ratio": "real in (0, 1]",
-    }
 
     def __init__(self, embed_dim: int, num_heads: int, num_blocks: int, mlp_ratio: float, attention: str,
                  neighbor_size: int, bottleneck_dropout: float, groups: list[list[int]], prefix_tokens: int,
