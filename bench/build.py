@@ -30,11 +30,13 @@ def feature_size(cfg: DictConfig) -> tuple[int, int]:
 
 def build_detector(cfg: DictConfig) -> nn.Module:
     """Backbone + reconstruction model + loss, as the model's ``input`` says (``frozen_features``:
-    a one-pass statistics method, no loss)."""
+    a one-pass statistics method, no loss; ``tokens``: the model's ``_target_`` is the detector itself)."""
     loss = instantiate_node(cfg.loss)
     if cfg.model.input == "image":
         return ImageDetector(instantiate_node(cfg.model), loss)
     backbone = instantiate_node(cfg.backbone, name=cfg.backbone.name)
+    if cfg.model.input == "tokens":  # Dinomaly: the detector sizes its decoder from the backbone
+        return instantiate_node(cfg.model, backbone=backbone, loss=loss)
     if cfg.model.input == "frozen_features":  # PaDiM, PatchCore: statistics fitted in one pass
         from models.detector import StatisticsDetector
 
@@ -56,8 +58,15 @@ def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
     node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k not in CONFIG_ONLY_KEYS}
     if "_target_" not in node:
         raise BenchError(f"data={data.get('name')} names no reader: its YAML needs _target_: data.<module>.<Class>")
+    resize = node.pop("resize", None)  # read at data.resize px, centre-cropped to data.image_size (data/cropped.py)
+    size = node["image_size"]
+    if resize is not None:
+        if int(resize) < int(size):
+            raise BenchError(f"data.resize={resize} is below data.image_size={size}: the centre crop "
+                             "must fit; give data.resize >= data.image_size or null")
+        node["image_size"] = int(resize)
     try:
-        return instantiate(node, split=split, _convert_="all")
+        dataset = instantiate(node, split=split, _convert_="all")
     except Exception as exc:
         cause = exc
         while cause.__cause__ is not None and type(cause).__name__ == "InstantiationException":
@@ -66,6 +75,11 @@ def build_dataset(data: DictConfig, split: str) -> AnomalyDataset:
             raise
         hint = _derived_root_hint(data)
         raise DatasetError(f"{cause} ({hint})" if hint else str(cause)) from None
+    if resize is None:
+        return dataset
+    from data.cropped import CenterCropped
+
+    return CenterCropped(dataset, size)
 
 
 def _derived_root_hint(data: DictConfig) -> str | None:

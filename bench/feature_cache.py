@@ -81,6 +81,9 @@ def dataset_features(detector, dataset: AnomalyDataset, split: str, *, data: Dic
         return None, None, None
     index_dir = Path(str(cache_root)).expanduser() / "files"
     parts = key_parts(data, backbone, seed, index_dir)
+    target_key = getattr(detector, "target_key", None)  # a target other than the backbone's map (Dinomaly's)
+    if target_key is not None:
+        parts["target"] = target_key
     index = FileIndex.for_dataset(index_dir if cache.disk else None, dataset)
     return cached_features(detector, dataset, split=split, key_parts=parts, files=dataset.files(), index=index,
                            cache_root=str(cache_root) if cache.disk else None, dtype=str(cache.dtype),

@@ -1,4 +1,10 @@
-"""Training loop: AdamW, StepLR, gradient clipping, checkpoints every ``trainer.ckpt_every`` epochs.
+"""Training loop: the configured optimizer and LR schedule, gradient clipping, checkpoints every
+``trainer.ckpt_every`` epochs.
+
+The schedule steps once per epoch (``trainer.lr_interval=epoch``, UniAD's StepLR) or once per training
+iteration (``iteration``, Dinomaly's warm-up cosine); ``trainer.iterations`` stops training after that many
+iterations (the last epoch cut short) instead of after ``trainer.epochs``. A detector with a
+``set_iteration(i)`` method is told the iteration before each step (Dinomaly's hard-mining ramp).
 
 A job restarted in the same run dir continues from ``last.ckpt`` (model, optimizer, scheduler,
 epoch and RNG state), so it ends with the record an uninterrupted run gives (on CPU).
@@ -86,7 +92,13 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
     params = learnable_parameters(detector)
     optimizer = instantiate(trainer_cfg.optimizer)(params)
     scheduler = instantiate(trainer_cfg.scheduler)(optimizer)
-    epochs = int(trainer_cfg.epochs)
+    n_images = features.shape[0] if features is not None else len(train_set)
+    batch_size = int(trainer_cfg.batch_size)
+    steps_per_epoch = math.ceil(n_images / batch_size)
+    iterations = int(trainer_cfg.iterations) if trainer_cfg.iterations is not None else None
+    epochs = math.ceil(iterations / steps_per_epoch) if iterations is not None else int(trainer_cfg.epochs)
+    per_iteration = str(trainer_cfg.lr_interval) == "iteration"
+    set_iteration = getattr(detector, "set_iteration", None)
     ckpt_path = Path(run_dir) / checkpoint.CKPT
     start = 0
     if ckpt_path.is_file():
@@ -102,7 +114,7 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
     train_step = make_train_step(detector, optimizer, params, trainer_cfg, device)
     if features is not None:
         features = features.to(device)  # once for the whole fit (cache dtype: ~0.4 GB for MVTec in fp16)
-    n_images = features.shape[0] if features is not None else len(train_set)
+    iteration = start * steps_per_epoch
     seen, t0 = 0, time.perf_counter()
     bar = tqdm(range(start, epochs), desc="fit", initial=start, total=epochs, dynamic_ncols=True)
     for epoch in bar:
@@ -110,20 +122,26 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
         generator = torch.Generator().manual_seed(seed * 100003 + epoch)
         total = torch.zeros((), device=device)
         steps = 0
-        batches = _batches(features, train_set, int(trainer_cfg.batch_size), generator, device,
-                           int(trainer_cfg.num_workers))
+        batches = _batches(features, train_set, batch_size, generator, device, int(trainer_cfg.num_workers))
         for kind, x in batches:
+            if iterations is not None and iteration >= iterations:
+                break
+            if set_iteration is not None:
+                set_iteration(iteration)
             total += train_step(kind, x)
             steps += 1
+            iteration += 1
+            seen += x.shape[0]
+            if per_iteration:
+                scheduler.step()
         mean_loss = float(total) / max(steps, 1)  # one host-device sync per epoch
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
                 f"training loss became {mean_loss} in epoch {epoch}: lower trainer.lr or check the data"
             )
-        seen += n_images
         # The official code calls step(epoch) after each epoch, so epochs 0..lr_step run at the base
         # LR (lr_step + 1 epochs); skipping the step after epoch 0 gives the same schedule.
-        if epoch > 0:
+        if not per_iteration and epoch > 0:
             scheduler.step()
         lr = optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{lr:.2g}")

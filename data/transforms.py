@@ -157,3 +157,14 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (image * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window of a [..., H, W] tensor, offsets rounded as torchvision's
+    ``CenterCrop`` (``int(round((H - size) / 2))``), so crop-after-resize equals Resize + CenterCrop."""
+    h, w = tensor.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"cannot centre-crop {size}x{size} from a {h}x{w} image: "
+                         "data.resize must be >= data.image_size")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return tensor[..., top : top + size, left : left + size]

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from models.linear_attention import linear_attention
+
 _LANES = 1 << 16
 _ALIGN = 16  # elements: the memory-efficient SDPA kernel's alignment of a mask row
 _ADDITIVE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()  # bool mask -> {(dtype, device, version): buffer}
@@ -195,16 +197,19 @@ class PositionalAttention(nn.Module):
 
     ``fp32_scores``: under a bf16 autocast, the query/key projections, the scores q k^T, their softmax and
     the dropout on them stay fp32 (the value and output projections and the weighted sum run in bf16).
+    ``linear``: Dinomaly's linear attention (``models.linear_attention``, in fp32) in place of the softmax, on
+    the same projections, with the position embedding on its queries and keys; it takes no mask.
     A softmax turns an absolute error of its input into a relative error of its output: bf16 keeps 8
     significant bits, so a score of 10 is off by up to 0.03, which changes its weight by up to 3%. With q, k
     and the scores in fp32 the demo's AUROC stays within fp32's seed spread, where plain bf16 loses 0.6 image
     points (README, Performance). Without autocast the flag changes nothing.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float, fp32_scores: bool = False):
+    def __init__(self, dim: int, heads: int, dropout: float, fp32_scores: bool = False, linear: bool = False):
         super().__init__()
         self.mha = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.fp32_scores = fp32_scores
+        self.linear = linear  # linear attention (models.linear_attention) on the same projections
 
     def forward(self, query, key_value, pos, mask=None):
         """query: (B, N, D); key_value: (B, M, D); pos: (N, D); mask: (N, M) bool, True = blocked, or None."""
@@ -222,6 +227,10 @@ class PositionalAttention(nn.Module):
             q, k = self._query_key(query, key_value, pos, w, bias)
         v = F.linear(key_value, w[2 * d :], bias[2 * d :])  # in the autocast dtype either way
         q, k, v = (t.reshape(b, -1, heads, d // heads).transpose(1, 2) for t in (q, k, v))
+        if self.linear:  # UniAD with linear attention (model.attention=linear): no weights, no mask, no dropout
+            with torch.autocast(kind, enabled=False):
+                out = linear_attention(q.float(), k.float(), v.float()).to(v.dtype)
+            return F.linear(out.transpose(1, 2).reshape(b, n, d), mha.out_proj.weight, mha.out_proj.bias)
         p = mha.dropout if self.training else 0.0
         # explicit dtypes from here: q and k fp32 with a bf16 v must not be cast back to bf16 by autocast
         with torch.autocast(kind, enabled=False):

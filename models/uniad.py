@@ -47,6 +47,8 @@ class UniAD(nn.Module):
         fj_scale: float = 20.0,
         fj_prob: float = 1.0,
         fp32_scores: bool = False,
+        attention: str = "softmax",
+        bottleneck_dropout: float = 0.0,
     ):
         """The paper's UniAD with the defaults of Table S1 and supp. C.2 (``conf/model/uniad.yaml`` sets each).
 
@@ -69,11 +71,22 @@ class UniAD(nn.Module):
             fj_prob: probability that a token is jittered (1.0).
             fp32_scores: under bf16 autocast, keep the token stream and the attention scores in fp32
                 (README, Performance); no effect without autocast.
+            attention: ``softmax`` (the paper's) or ``linear`` (Dinomaly's linear attention, sec. 3.3, in every
+                attention; it has no weights to mask, so it needs ``nma=False``).
+            bottleneck_dropout: Dinomaly's noisy bottleneck (sec. 3.2) for UniAD: dropout of this rate on the
+                channel reduction's input and output during training (0 = none; with ``fj=False`` it replaces
+                feature jittering as the noise).
         """
         super().__init__()
+        if attention not in ("softmax", "linear"):
+            raise ValueError(f"model.attention={attention!r} is unknown; choose softmax or linear")
+        if attention == "linear" and nma:
+            raise ValueError("model.attention=linear has no attention weights for the neighbor mask: "
+                             "set model.nma=false")
         h, w = feature_size
         self.feature_size = (h, w)
         self.jitter = FeatureJitter(fj_scale, fj_prob) if fj else None
+        self.noise = nn.Dropout(bottleneck_dropout) if bottleneck_dropout > 0 else None
         self.channel_reduction = nn.Linear(in_channels, hidden_dim)
         self.pos_embed = LearnedPositionEmbedding((h, w), hidden_dim)
         self.encoder = nn.ModuleList(
@@ -86,6 +99,7 @@ class UniAD(nn.Module):
         for module in self.modules():
             if isinstance(module, PositionalAttention):
                 module.fp32_scores = fp32_scores
+                module.linear = attention == "linear"
         mask = neighbor_mask((h, w), tuple(neighbor_size)) if nma else None
         # boolean, True = blocked; built once, moved with the module, never saved in checkpoints
         self.register_buffer("attn_mask", mask, persistent=False)
@@ -98,12 +112,16 @@ class UniAD(nn.Module):
         tokens = features.flatten(2).transpose(1, 2)  # (B, HW, C); token index = h*W + w
         if self.jitter is not None:
             tokens = self.jitter(tokens)
+        if self.noise is not None:
+            tokens = self.noise(tokens)
         if self.fp32_scores and torch.is_autocast_enabled(tokens.device.type):
             # the stream that q and k are projected from starts fp32: residual adds and LayerNorms keep it so
             with torch.autocast(tokens.device.type, enabled=False):
                 x = self.channel_reduction(tokens.float())
         else:
             x = self.channel_reduction(tokens)
+        if self.noise is not None:
+            x = self.noise(x)
         pos = self.pos_embed().to(x.dtype)
         mask = self.attn_mask
         memory = x

@@ -51,7 +51,7 @@ def _one_step(detector):
 
 def test_the_papers_options_exist():
     assert DECODERS == sorted(["none", "query1", *[f"lqd_{c}" for c in "abcdef"]])
-    assert LOSSES == ["cosine", "mse", "norm_mse"]
+    assert LOSSES == ["cosine", "dinomaly_hm", "mse", "norm_mse"]
     assert set(BACKBONES) >= {"efficientnet_lite0", "efficientnet_b0", "efficientnet_b2", "efficientnet_b4",
                               "efficientnet_b6", "resnet18", "resnet34", "resnet50", "resnet101"}
     # the paper's tables (README "Config groups"); more may be declared, each by one experiment file
@@ -60,10 +60,19 @@ def test_the_papers_options_exist():
 
 
 def _variants(cfg):
-    """The switches of a model option that change its structure: UniAD's decoder x NMA x FJ, a baseline's FJ."""
+    """The switches of a model option that change its structure: UniAD's decoder x NMA x FJ (and Dinomaly's
+    linear attention and noisy bottleneck), Dinomaly's attention, mask, noise and groups, a baseline's FJ."""
     if cfg.model._target_ == "models.uniad.UniAD":
-        return [{"decoder": d, "nma": n, "fj": f} for d, n, f in itertools.product(DECODERS, [False, True],
-                                                                                    [False, True])]
+        plain = {"attention": "softmax", "bottleneck_dropout": 0.0}
+        return [{"decoder": d, "nma": n, "fj": f, **plain}
+                for d, n, f in itertools.product(DECODERS, [False, True], [False, True])] + [
+            {"nma": False, "fj": True, "attention": "linear", "bottleneck_dropout": 0.0},
+            {"nma": True, "fj": False, "attention": "softmax", "bottleneck_dropout": 0.2}]
+    if cfg.model.input == "tokens":
+        plain = {"num_heads": 4, "attention": "linear", "mask_neighbor_size": 0, "fj": False, "bottleneck_dropout": 0.2,
+                 "groups": [[0, 1, 2, 3], [4, 5, 6, 7]]}
+        return [{**plain, **s} for s in ({}, {"attention": "softmax", "mask_neighbor_size": 3},
+                                         {"fj": True, "bottleneck_dropout": 0.0}, {"groups": [[i] for i in range(8)]})]
     return [{"fj": f} for f in (False, True)] if "fj" in cfg.model else [{}]
 
 
@@ -79,6 +88,9 @@ def test_every_trained_model_variant_trains_one_step(model, loss):
         with open_dict(cfg):
             for key, value in switches.items():
                 cfg.model[key] = value
+        if cfg.model.input == "tokens":  # Dinomaly: the model option is the detector, sized by the backbone
+            _one_step(instantiate_node(cfg.model, backbone=_TinyBackbone(), loss=instantiate_node(cfg.loss)))
+            continue
         recon = instantiate_node(cfg.model, in_channels=8, feature_size=(4, 4))
         if "nma" in switches:
             assert (recon.attn_mask is not None) == switches["nma"] and (recon.jitter is not None) == switches["fj"]
