@@ -71,6 +71,10 @@ def resolve_job(cfg: DictConfig, run_dir: Path, overrides: list[str], choices: d
         if cfg.task not in TASKS:
             raise BenchError(f"task={cfg.task} is unknown; choose one of {', '.join(TASKS)}")
         validate_config(cfg)
+        if cfg.task == "predict":  # a missing or empty folder stops the job before the checkpoint is read
+            from bench.predict import find_images
+
+            find_images(cfg.predict.input)
         device = pick_device(cfg.trainer.device)
     except Exception as exc:
         raise Unresolved(exc, "check", config, known, device) from exc

@@ -18,9 +18,6 @@ class WarmupCosine(LRScheduler):
     a resumed run (``last_epoch`` in the checkpoint) continues on the same curve.
     """
 
-    RULES = {"trainer.scheduler.base_lr": "real > 0", "trainer.scheduler.final_lr": "real >= 0",
-             "trainer.scheduler.total": "int >= 1", "trainer.scheduler.warmup": "int in [0, total)",
-             "trainer.scheduler.warmup_lr": "real >= 0"}
 
     def __init__(self, optimizer: Optimizer, base_lr: float, final_lr: float, total: int, warmup: int = 0,
                  warmup_lr: float = 0.0, last_epoch: int = -1):

@@ -56,6 +56,13 @@ JOB_RULES: dict[str, Rule] = {
     "eval.every": INT(1, null=True),
     "cache.features": BOOL, "cache.dtype": ONE_OF("float16", "float32", "bfloat16"), "cache.disk": BOOL,
     "vis.num_images": INT(1), "vis.epochs": INT(1),
+    "trainer.iterations": INT(1, null=True), "trainer.lr_interval": ONE_OF("epoch", "iteration"),
+    "trainer.final_lr": REAL(0), "trainer.warmup_iterations": INT(0),
+    "trainer.optimizer.eps": REAL(0, open_low=True), "trainer.optimizer.amsgrad": BOOL,
+    "trainer.optimizer.clipping_threshold": REAL(0, open_low=True),
+    "trainer.scheduler.milestones": INT(1, items=True), "trainer.scheduler.base_lr": REAL(0, open_low=True),
+    "trainer.scheduler.final_lr": REAL(0), "trainer.scheduler.total": INT(1), "trainer.scheduler.warmup": INT(0),
+    "trainer.scheduler.warmup_lr": REAL(0),
     "predict.threshold": REAL(null=True), "predict.maps": BOOL,  # task=predict (bench/predict.py)
 }
 
@@ -141,10 +148,6 @@ def validate_config(cfg: DictConfig) -> None:
             conventions_from_config(cfg.eval)
         except ValueError as exc:
             raise BenchError(str(exc)) from None
-    if cfg.task == "predict":  # a missing or empty folder stops the job before the checkpoint is read
-        from bench.predict import find_images
-
-        find_images(cfg.predict.input)
     device = str(cfg.trainer.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"trainer.device={device} but CUDA is not available here: use trainer.device=auto or cpu")

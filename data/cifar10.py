@@ -107,7 +107,8 @@ class Cifar10ManyVsMany(Dataset):
     """CIFAR-10 as dicts: image [3,S,S], mask [1,S,S] (all 0 or all 1), label, category, path."""
 
     has_masks = True  # each mask is the image's label (all zeros or all ones)
-    RULES = {"image_size": INT(32), "normal_classes": INT(0, 9, items=True), "follow_links": BOOL}
+    RULES = {"image_size": INT(32), "normal_classes": INT(0, 9, items=True), "follow_links": BOOL,
+             "resize": INT(32, null=True), "outlayers": INT(1, 5, items=True)}
 
     def __init__(
         self,

@@ -156,7 +156,8 @@ class MVTecDataset(Dataset):
     (``data.protocol.AnomalyDataset``; ``conf/data/mvtec.yaml``)."""
 
     has_masks = True  # every defective test image has its mask (``scan`` requires it)
-    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL}
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL,
+             "resize": INT(32, null=True), "outlayers": INT(1, 5, items=True)}
 
     def __init__(
         self,

@@ -179,7 +179,8 @@ class ReaderDataset(Dataset):
     """
 
     has_masks = True
-    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL}  # subclasses select categories
+    RULES = {"image_size": INT(32), "categories": CATEGORY_NAMES, "follow_links": BOOL,
+             "resize": INT(32, null=True), "outlayers": INT(1, 5, items=True)}
 
     def __init__(self, root: str | os.PathLike, split: str, image_size: int):
         self.root = str(root)

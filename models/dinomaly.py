@@ -51,8 +51,8 @@ class DinomalyDecoder(nn.Module):
         """
         super().__init__()
         if attention == "linear" and neighbor_size:
-            raise ValueError(f"model.mask_neighbor_size={neighbor_size} needs model.attention=softmax: linear "
-                             "attention has no attention weights to mask; set model.mask_neighbor_size=0")
+            raise ValueError(f"model.neighbor_size={neighbor_size} needs model.attention=softmax: linear "
+                             "attention has no attention weights to mask; set model.neighbor_size=0")
         if not groups or any(not g for g in groups) or any(not 0 <= i < num_blocks for g in groups for i in g):
             raise ValueError(f"model.groups={groups}: give non-empty lists of decoder block indices in "
                              f"[0, {num_blocks}), e.g. [[0, 1, 2, 3], [4, 5, 6, 7]]")

@@ -22,7 +22,9 @@ from torch import nn
 
 from models.detector import ReconstructionDetector
 from models.dinomaly import DinomalyDecoder
+from models.jitter import JITTER_RULES
 from models.losses import ReconstructionLoss, upsample_map
+from rules import INT, NAMES, ONE_OF, REAL
 
 
 def gaussian_kernel2d(size: int, sigma: float) -> torch.Tensor:
@@ -41,27 +43,29 @@ def top_ratio_scores(amap: torch.Tensor, ratio: float) -> torch.Tensor:
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
+def _group_problem(group) -> str | None:
+    """Why one entry of ``model.groups`` is not a group of target layers (None when it is one)."""
+    ok = isinstance(group, list | tuple) and group and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                           for i in group)
+    return None if ok else f"{group!r} is not a group: give a non-empty list of layer indices >= 0, e.g. [0, 1, 2, 3]"
+
+
 class DinomalyDetector(ReconstructionDetector):
     """Backbone tokens → Dinomaly's decoder; the backbone's width and prefix tokens size the decoder.
 
-    Keyword arguments are ``DinomalyDecoder``'s (``mask_neighbor_size`` is its ``neighbor_size``, named as
+    Keyword arguments are ``DinomalyDecoder``'s (``neighbor_size`` is its ``neighbor_size``, named as
     ViTill's argument) and the evaluation's blur and image score.
     """
 
-    # allowed values of the model keys (documentation for the config checks)
     RULES = {
-        "model.num_heads": "int >= 1 (divides embed_dim)", "model.num_blocks": "int >= 1",
-        "model.mlp_ratio": "real > 0", "model.attention": "linear | softmax",
-        "model.mask_neighbor_size": "int >= 0 (0 = no mask; softmax only)",
-        "model.bottleneck_dropout": "real in [0, 1)",
-        "model.groups": "non-empty lists of ints in [0, num_blocks)", "model.fj": "bool",
-        "model.fj_scale": "real >= 0", "model.fj_prob": "real in [0, 1]",
-        "model.blur_size": "int >= 1, odd", "model.blur_sigma": "real >= 0 (0 = no blur)",
-        "model.top_ratio": "real in (0, 1]",
+        "num_heads": INT(1), "num_blocks": INT(1), "mlp_ratio": REAL(0, open_low=True),
+        "attention": ONE_OF("linear", "softmax"), "neighbor_size": INT(0),  # 0 = no mask; softmax only
+        "bottleneck_dropout": REAL(0, 1, open_high=True), "groups": NAMES(_group_problem),
+        "blur_size": INT(0), "blur_sigma": REAL(0), "top_ratio": REAL(0, 1, open_low=True), **JITTER_RULES,
     }
 
     def __init__(self, backbone: nn.Module, loss: ReconstructionLoss, *, num_heads: int, num_blocks: int,
-                 mlp_ratio: float, attention: str, mask_neighbor_size: int, bottleneck_dropout: float,
+                 mlp_ratio: float, attention: str, neighbor_size: int, bottleneck_dropout: float,
                  groups: list[list[int]], fj: bool, fj_scale: float, fj_prob: float, blur_size: int,
                  blur_sigma: float, top_ratio: float):
         tokens = hasattr(backbone, "forward_tokens")
@@ -71,7 +75,7 @@ class DinomalyDetector(ReconstructionDetector):
             raise ValueError(f"model.num_heads={num_heads} does not divide the backbone's width {embed_dim}")
         if int(blur_size) < 1 or int(blur_size) % 2 == 0:
             raise ValueError(f"model.blur_size={blur_size}: give an odd kernel size (5)")
-        decoder = DinomalyDecoder(embed_dim, num_heads, num_blocks, mlp_ratio, attention, mask_neighbor_size,
+        decoder = DinomalyDecoder(embed_dim, num_heads, num_blocks, mlp_ratio, attention, neighbor_size,
                                   bottleneck_dropout, groups, prefix, fj=fj, fj_scale=fj_scale, fj_prob=fj_prob)
         super().__init__(decoder, loss, backbone)
         self.tokens = tokens

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from models.losses import CosineLoss
+from rules import INT, REAL
 
 
 def hard_mining_global_cosine(en: torch.Tensor, de: torch.Tensor, p: float, factor: float) -> torch.Tensor:
@@ -43,7 +44,7 @@ class HardMiningCosineLoss(CosineLoss):
     """
 
     name = "dinomaly_hm"
-    RULES = {"loss.p": "real in [0, 1)", "loss.factor": "real in [0, 1]", "loss.ramp_iterations": "int >= 0"}
+    RULES = {"p": REAL(0, 1, open_high=True), "factor": REAL(0, 1), "ramp_iterations": INT(0)}
 
     def __init__(self, p: float = 0.9, factor: float = 0.1, ramp_iterations: int = 1000):
         super().__init__()

@@ -27,7 +27,8 @@ class UniAD(nn.Module):
         "hidden_dim": INT(1, multiple_of="nhead"), "nhead": INT(1), "num_encoder_layers": INT(0),
         "num_decoder_layers": INT(0), "dim_feedforward": INT(1), "dropout": REAL(0, 1, open_high=True),
         "decoder": ONE_OF(*DESIGNS), "nma": BOOL, "neighbor_size": INT(1, items=True, length=2),
-        "fp32_scores": BOOL, **JITTER_RULES,
+        "fp32_scores": BOOL, "attention": ONE_OF("softmax", "linear"), "bottleneck_dropout": REAL(0, 1, open_high=True),
+        **JITTER_RULES,
     }
 
     def __init__(

@@ -69,9 +69,9 @@ def _variants(cfg):
             {"nma": False, "fj": True, "attention": "linear", "bottleneck_dropout": 0.0},
             {"nma": True, "fj": False, "attention": "softmax", "bottleneck_dropout": 0.2}]
     if cfg.model.input == "tokens":
-        plain = {"num_heads": 4, "attention": "linear", "mask_neighbor_size": 0, "fj": False, "bottleneck_dropout": 0.2,
+        plain = {"num_heads": 4, "attention": "linear", "neighbor_size": 0, "fj": False, "bottleneck_dropout": 0.2,
                  "groups": [[0, 1, 2, 3], [4, 5, 6, 7]]}
-        return [{**plain, **s} for s in ({}, {"attention": "softmax", "mask_neighbor_size": 3},
+        return [{**plain, **s} for s in ({}, {"attention": "softmax", "neighbor_size": 3},
                                          {"fj": True, "bottleneck_dropout": 0.0}, {"groups": [[i] for i in range(8)]})]
     return [{"fj": f} for f in (False, True)] if "fj" in cfg.model else [{}]
 

@@ -105,7 +105,7 @@ class _CNN(nn.Module):
 
 
 def _detector(**overrides) -> DinomalyDetector:
-    kw = dict(num_heads=4, num_blocks=4, mlp_ratio=2.0, attention="linear", mask_neighbor_size=0,
+    kw = dict(num_heads=4, num_blocks=4, mlp_ratio=2.0, attention="linear", neighbor_size=0,
               bottleneck_dropout=0.2, groups=[[0, 1], [2, 3]], fj=False, fj_scale=20.0, fj_prob=1.0,
               blur_size=5, blur_sigma=4.0, top_ratio=0.01)
     torch.manual_seed(0)
