@@ -27,7 +27,7 @@ from bench.atomic import remove_stale_temps
 from bench.build import build_datasets, build_detector
 from bench.complexity import complexity
 from bench.curve import test_curve
-from bench.errors import BenchError
+from bench.errors import BenchError, RunDirRefused
 from bench.evaluate import evaluate
 from bench.feature_cache import dataset_features
 from bench.fit import fit
@@ -164,7 +164,7 @@ def _skip_completed(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> dic
         checkpoint.with_device(saved, _device_type(previous)), checkpoint.with_device(config, _job_device(cfg.trainer)),
         "skip")
     if diff:
-        raise _unrecorded(BenchError(
+        raise _unrecorded(RunDirRefused(
             f"{path} is a completed record of another config ({shown_keys(diff)}): pass rerun=true to replace it "
             "(the old files move to .previous/), or use a new run dir"))
     log.info(f"skip: {path} is already completed (rerun=true recomputes it)")

@@ -50,6 +50,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     # job control
     "rerun": _ALL,
     "lock_stale_h": _ALL,
+    "verbose": _ALL,  # per-job tables on the console or in the job's log only
     "ckpt": frozenset({"resume", "average"}),  # task=eval reads it: another checkpoint is another result
     # where data and caches live; the data itself is data.root, which is compared (and names the run dir:
     # the roots of mvtec and synthetic derive from paths.data_root)
@@ -57,6 +58,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     "paths.cache_root": _ALL,
     "logger": _ALL,  # where scalars are logged
     "trainer.num_workers": _RUN,  # data-loader processes
+    "trainer.threads": _RUN,  # torch's CPU threads
     "trainer.ckpt_every": _RUN,  # how often last.ckpt is written
     "cache.disk": _RUN,  # cached features on disk or in memory: the same tensors
     "eval": frozenset({"resume"}),  # evaluation is redone after every resume
@@ -75,7 +77,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     "hydra/launcher": _ALL,
     **{f"hydra.launcher.{k}": _ALL for k in (
         "partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-        "array_parallelism", "additional_parameters")},
+        "array_parallelism", "additional_parameters", "max_parallel")},
 }
 
 
