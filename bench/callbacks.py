@@ -24,7 +24,7 @@ from bench.record import RECORD, read_record
 log = logging.getLogger(__name__)
 
 KINDS = ("completed", "skipped", "refused", "failed", "missing", "running_elsewhere")
-MEANING = {"completed": "ran now", "skipped": "already completed with this config",
+MEANING = {"completed": "ran to the end", "skipped": "already completed with this config, not run again",
            "refused": "a completed record of another config is there (rerun=true replaces it)",
            "failed": "", "missing": "the job died or was cancelled before writing its record"}
 

@@ -21,6 +21,7 @@ dataclasses with string annotations.)
 """
 
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,8 @@ class TableSweeper(BasicSweeper):
         from bench.sweep_plan import start
 
         jobs = self.jobs(overrides)
+        if not self.config.get("verbose"):  # the jobs' own "job k/N" lines replace Hydra's "#k : ..." lines
+            logging.getLogger("hydra").setLevel(logging.WARNING)
         try:
             print(start(self.config, jobs), flush=True)
         except BenchError as exc:  # one line, no traceback (Hydra prints a CompactHydraException's message)
