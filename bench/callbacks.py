@@ -67,14 +67,16 @@ def _rel(sweep_dir: Path, job_dir: Path) -> Path:
 
 
 def sweep_failures(sweep_dir: Path, job_dirs: list[Path], stale_after_s: float = 48 * 3600) -> list[str]:
-    """``<kind> <cell>: <first error line>`` for every cell neither completed, skipped nor running elsewhere."""
+    """``<cell>: <first error line>`` for every cell neither completed, skipped nor running elsewhere (a
+    refused cell's line starts ``refused:``)."""
     lines = []
     for job_dir in job_dirs:
         kind, detail = classify(job_dir, stale_after_s)
         if kind == "running_elsewhere":
             log.info(f"{_rel(sweep_dir, job_dir)}: still running in {detail}")
         elif kind not in ("completed", "skipped"):
-            lines.append(f"{kind:<8} {_rel(sweep_dir, job_dir)}: {detail or MEANING[kind]}")
+            what = {"missing": f"no {RECORD} (the job died or was cancelled)", "refused": f"refused: {detail}"}
+            lines.append(f"{_rel(sweep_dir, job_dir)}: {what.get(kind, detail)}")
     return lines
 
 
@@ -101,7 +103,7 @@ class SweepFailures(Callback):
         footer, failed = sweep_summary(sweep_dir, job_dirs, float(config.lock_stale_h) * 3600)
         print(footer)
         if failed:
-            print("cells not completed:\n  " + "\n  ".join(failed), file=sys.stderr)
+            print("failed cells:\n  " + "\n  ".join(failed), file=sys.stderr)
         print(f"next: python -m reports {sweep_dir}", flush=True)
         if failed:
             sys.exit(1)
