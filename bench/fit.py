@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from bench import checkpoint, precision
+from bench import checkpoint, interrupt, precision
 from bench.build import learnable_parameters
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
         start = int(state["epoch"]) + 1
         log.info(f"resuming from {ckpt_path} at epoch {start}/{epochs}")
 
+    interrupt.begin(ckpt_path, epochs, start - 1 if start else None)  # Ctrl-C saves the last finished epoch
     train_step = make_train_step(detector, optimizer, params, trainer_cfg, device)
     if features is not None:
         features = features.to(device)  # once for the whole fit (cache dtype: ~0.4 GB for MVTec in fp16)
@@ -152,12 +153,19 @@ def fit(detector, train_set, trainer_cfg, *, run_dir: Path, device: torch.device
             on_epoch(epoch + 1, detector)
             t0 += time.perf_counter() - t_cb  # the training figures leave the evaluations out
         last = epoch == epochs - 1
-        if last or (trainer_cfg.ckpt_every and (epoch + 1) % int(trainer_cfg.ckpt_every) == 0):
+
+        def state(epoch: int = epoch) -> dict:  # what last.ckpt holds (kept for Ctrl-C too: bench.interrupt)
+            return dict(model=checkpoint.learnable_state(detector), optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state(),
+                        config=config, choices=choices, device=device.type)
+
+        saved = bool(last or (trainer_cfg.ckpt_every and (epoch + 1) % int(trainer_cfg.ckpt_every) == 0))
+        if saved:
             checkpoint.assert_finite(detector, epoch)  # a diverged model is never saved (nor resumed)
-            checkpoint.save(ckpt_path, model=checkpoint.learnable_state(detector), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), epoch=epoch, rng=checkpoint.rng_state(),
-                            config=config, choices=choices, device=device.type)
+            checkpoint.save(ckpt_path, **state())
+        interrupt.epoch_done(epoch, saved, state)
     bar.close()
+    interrupt.end()
     elapsed = time.perf_counter() - t0
     return {"fit_s": round(elapsed, 3), "epochs_run": epochs - start,
             "train_images_per_s": round(seen / elapsed, 2) if elapsed > 0 and seen else None}

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.errors import BenchError, one_line
+from bench.errors import BenchError, RunDirRefused, one_line
 from bench.lock import RunLock, describe
 from bench.resolve import Job, Unresolved, pick_device
 from record.atomic import remove_stale_temps
@@ -46,7 +46,7 @@ def skip_completed(run_dir: Path, job: Job | Unresolved, rerun: bool) -> dict | 
     diff = ["config"] if not isinstance(saved, dict) else config_diff(
         with_device(saved, previous.device_type), with_device(config, device), "skip")
     if diff:
-        raise _unrecorded(BenchError(
+        raise _unrecorded(RunDirRefused(
             f"{path} is a completed record of another config ({shown_keys(diff)}): pass rerun=true to replace it "
             "(the old files move to .previous/), or use a new run dir"))
     log.info(f"skip: {path} is already completed (rerun=true recomputes it)")

@@ -39,6 +39,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     # job control
     "rerun": _ALL,
     "lock_stale_h": _ALL,
+    "verbose": _ALL,  # per-job tables on the console or in the job's log only
     "ckpt": frozenset({"resume", "average"}),  # task=eval reads it: another checkpoint is another result
     # where data and caches live; the data itself is data.root, which is compared (and names the run dir:
     # the roots of mvtec and synthetic derive from paths.data_root)
@@ -47,6 +48,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     "logger": _ALL,  # where scalars are logged
     "trainer.num_workers": _RUN,  # data-loader processes
     "trainer.ckpt_every": _RUN,  # how often last.ckpt is written
+    "trainer.threads": _RUN,  # torch's CPU threads
     "cache.disk": _RUN,  # cached features on disk or in memory: the same tensors
     "eval": frozenset({"resume"}),  # evaluation is redone after every resume
     "eval.save_maps": _RUN,  # example maps written beside the record
@@ -64,7 +66,7 @@ NEUTRAL: dict[str, frozenset[str]] = {
     "hydra/launcher": _ALL,
     **{f"hydra.launcher.{k}": _ALL for k in (
         "partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-        "array_parallelism", "additional_parameters")},
+        "array_parallelism", "additional_parameters", "max_parallel")},
 }
 
 

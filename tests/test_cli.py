@@ -30,7 +30,7 @@ def test_multirun_after_overrides_sweeps_and_the_skip_lands_in_the_job_log(tmp_p
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "2/2 cells completed" in proc.stdout
-    logs = sorted(sweep.rglob("__main__.log"))
+    logs = sorted(sweep.rglob("job.log"))
     assert len(logs) == 2
     assert all("skip:" in log.read_text() and "already completed" in log.read_text() for log in logs)
 

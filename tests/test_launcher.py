@@ -66,3 +66,60 @@ def test_a_job_that_dies_does_not_abort_the_sweep(tmp_path):
     assert (sweep / "x=0" / "done.txt").read_text() == "0" and (sweep / "x=2" / "done.txt").read_text() == "2"
     assert not (sweep / "x=1" / "done.txt").exists()
     assert (sweep / "x=1" / ".hydra" / "overrides.yaml").is_file()  # so the sweep callback lists the cell
+
+
+PARALLEL_APP = """
+import os
+import time
+from pathlib import Path
+
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="config")
+def main(cfg):
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    start = time.time()
+    time.sleep(1.5)
+    (out / "span.txt").write_text(f"{start} {time.time()} {os.environ.get('UNIAD_BENCH_JOBS_AT_ONCE')}")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_parallel", [1, 2])
+def test_the_local_launcher_runs_at_most_max_parallel_jobs_and_tells_them(tmp_path, max_parallel):
+    (tmp_path / "app.py").write_text(PARALLEL_APP)
+    sweep = tmp_path / "sweep"
+    (tmp_path / "config.yaml").write_text(textwrap.dedent(CONFIG.format(conf=ROOT / "conf", sweep=sweep)))
+    proc = subprocess.run([sys.executable, "app.py", "-m", "x=0,1,2", f"hydra.launcher.max_parallel={max_parallel}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    spans = [(sweep / f"x={x}" / "span.txt").read_text().split() for x in range(3)]
+    assert {s[2] for s in spans} == {str(max_parallel)}  # each job knows how many share the cores
+    events = sorted([(float(s[0]), 1) for s in spans] + [(float(s[1]), -1) for s in spans])
+    running, most = 0, 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    assert most <= max_parallel
+
+
+def test_jobs_at_once_and_torch_threads_share_the_usable_cores(monkeypatch):
+    from bench.errors import BenchError
+    from bench.threads import JOBS_AT_ONCE, jobs_at_once, torch_threads, usable_cores
+
+    assert jobs_at_once(None, 2, n_jobs=45, cores=16) == 8  # as many as the cores allow at cpus_per_task each
+    assert jobs_at_once(3, 2, n_jobs=45, cores=16) == 3 and jobs_at_once(None, 2, n_jobs=2, cores=16) == 2
+    assert jobs_at_once(None, 4, n_jobs=9, cores=2) == 1
+    assert torch_threads(None, cores=16, at_once=4) == 4 and torch_threads(3, cores=16, at_once=4) == 3
+    monkeypatch.setenv(JOBS_AT_ONCE, "2")
+    assert torch_threads(None, cores=8) == 4
+    monkeypatch.delenv(JOBS_AT_ONCE)
+    assert torch_threads(None) == usable_cores()  # one job: every core this process may use
+    with pytest.raises(BenchError, match="trainer.threads=0"):
+        torch_threads(0)

@@ -1,6 +1,8 @@
 """hydra-submitit-launcher, tolerant of jobs that die: ``conf/hydra/launcher/{slurm,local}.yaml``.
 
-(Hydra loads launchers only from the ``hydra_plugins`` namespace package, hence this folder.)
+(Hydra loads launchers only from the ``hydra_plugins`` namespace package, hence this folder. No
+``from __future__ import annotations``: Hydra imports plugins outside sys.modules, which breaks
+dataclasses with string annotations.)
 
 The upstream ``launch()`` returns ``[j.results()[0] for j in jobs]``, so the first job that died
 without a result (``scancel``, out of memory, killed at the time limit after its last requeue)
@@ -10,23 +12,31 @@ is logged and gets an empty return, and SweepFailures then lists its cell (the r
 job status, says whether a cell completed) and exits 1. A cell that died before Hydra made its run
 dir gets ``<run dir>/.hydra/overrides.yaml`` written here, so SweepFailures sees it as missing.
 
+The local launcher runs at most ``hydra.launcher.max_parallel`` jobs at once (null: as many as the usable
+cores allow at ``cpus_per_task`` each, ``bench.threads.jobs_at_once``; upstream starts every job at once)
+and tells them that number (``bench.threads.JOBS_AT_ONCE``), so each takes its share of the cores.
+
 On SLURM, a job that left the queue without a result and that sacct does not know (a pending task of
 a throttled array cancelled before it ran has no accounting record; nothing has one without slurmdbd)
 would make submitit wait forever; it counts as died once squeue has not listed it for 30 s.
 """
 
-from __future__ import annotations
-
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as upstream
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 from omegaconf import OmegaConf
+
+from bench.threads import JOBS_AT_ONCE, jobs_at_once
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +44,7 @@ log = logging.getLogger(__name__)
 class _Job:
     """A submitted job whose ``results()`` gives a JobReturn even when the job died."""
 
-    def __init__(self, job: Any, launcher: _Tolerant, overrides: list[str]) -> None:
+    def __init__(self, job: Any, launcher: "_Tolerant", overrides: list[str]) -> None:
         self.job, self.launcher, self.overrides = job, launcher, overrides
 
     def results(self) -> list[JobReturn]:
@@ -89,7 +99,9 @@ class _Tolerant(upstream.BaseSubmititLauncher):
         map_array = submitit.AutoExecutor.map_array
 
         def tolerant_map_array(executor, fn, *iterable):
-            return [_Job(job, self, o) for job, o in zip(map_array(executor, fn, *iterable), overrides, strict=True)]
+            args = list(zip(*iterable, strict=True))
+            jobs = self.submit(executor, fn, args) if self.rolling() else map_array(executor, fn, *iterable)
+            return [_Job(job, self, o) for job, o in zip(jobs, overrides, strict=True)]
 
         # upstream launch() builds the executor and submits; only the waiting changes
         submitit.AutoExecutor.map_array = tolerant_map_array
@@ -97,6 +109,12 @@ class _Tolerant(upstream.BaseSubmititLauncher):
             return super().launch(job_overrides, initial_job_idx)
         finally:
             submitit.AutoExecutor.map_array = map_array
+
+    def rolling(self) -> bool:
+        return False
+
+    def submit(self, executor, fn, args: list[tuple]) -> list:
+        raise NotImplementedError
 
     def mark_missing(self, overrides: list[str]) -> None:
         try:
@@ -115,4 +133,33 @@ class SlurmLauncher(_Tolerant, upstream.SlurmLauncher):
 
 
 class LocalLauncher(_Tolerant, upstream.LocalLauncher):
-    pass
+    def __init__(self, max_parallel: int | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.max_parallel = max_parallel
+        self.at_once = 1
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        self.at_once = jobs_at_once(self.max_parallel, self.params.get("cpus_per_task"), len(job_overrides))
+        os.environ[JOBS_AT_ONCE] = str(self.at_once)  # the jobs' environment: their share of the cores
+        return super().launch(job_overrides, initial_job_idx)
+
+    def rolling(self) -> bool:
+        return True
+
+    def submit(self, executor, fn, args: list[tuple]) -> list:
+        """Start the jobs in order, at most ``at_once`` running at a time; returns once the last has started."""
+        jobs: list = []
+        for job_args in args:
+            while sum(not j.done() for j in jobs) >= self.at_once:
+                time.sleep(0.5)
+            jobs.append(executor.submit(fn, *job_args))
+        return jobs
+
+
+@dataclass
+class LocalConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.uniad_bench_launcher.LocalLauncher"
+    max_parallel: Any = None  # int or null; jobs at once; null = as many as the cores allow at cpus_per_task each
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="bench_local", node=LocalConf, provider="uniad_bench")

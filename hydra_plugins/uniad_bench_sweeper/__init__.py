@@ -1,4 +1,9 @@
-"""A sweeper that runs a table's rows: ``hydra/sweeper=table`` (set by ``conf/experiment/*.yaml``).
+"""The sweeper of every sweep (conf/config.yaml sets ``hydra.sweeper._target_`` to it), which runs a table's
+rows under ``hydra/sweeper=table`` (set by ``conf/experiment/*.yaml``).
+
+Before its first job it says where the sweep stands (``bench.sweep_plan``: the job count, the profile and
+its epochs, the sweep dir, a time estimate) and refuses a sweep dir that holds another profile's records.
+Without a table (a plain ``-m`` sweep) it is Hydra's BasicSweeper.
 
 Each experiment file declares its table once under ``hydra.sweeper.table`` (rows with their overrides,
 paper numbers, labels; see ``reports/declaration.py``). This sweeper is Hydra's BasicSweeper whose
@@ -16,13 +21,14 @@ dataclasses with string annotations.)
 """
 
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from omegaconf import OmegaConf
 
 
@@ -85,15 +91,28 @@ def expand(rows: list[tuple[str, list[str]]], combos: list[list[str]]) -> list[l
 
 
 class TableSweeper(BasicSweeper):
-    """BasicSweeper over ``rows x params``: see the module docstring."""
+    """BasicSweeper over ``rows x params`` (over ``params`` alone without a table): see the module docstring."""
 
     def __init__(self, max_batch_size: Any = None, params: Any = None, table: Any = None, select: Any = None):
         super().__init__(max_batch_size=max_batch_size, params=dict(params or {}))
         self.table, self.select = table, select
 
-    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
+    def jobs(self, overrides: list[Override]) -> list[list[str]]:
         combos = BasicSweeper.split_arguments(overrides, None)[0]
-        jobs = expand(table_rows(self.table, self.select), combos)
+        return combos if self.table is None else expand(table_rows(self.table, self.select), combos)
+
+    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
+        from bench.errors import BenchError
+        from bench.sweep_plan import start
+
+        jobs = self.jobs(overrides)
+        if not self.config.get("verbose"):  # the jobs' own "job k/N" lines replace Hydra's "#k : ..." lines
+            logging.getLogger("hydra").setLevel(logging.WARNING)
+        try:
+            print(start(self.config, jobs), flush=True)
+        except BenchError as exc:  # one line, no traceback (Hydra prints a CompactHydraException's message)
+            raise CompactHydraException(f"error: {exc}") from None
         if max_batch_size is None:
             return [jobs]
         return [jobs[i : i + max_batch_size] for i in range(0, len(jobs), max_batch_size)]
+
