@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError
 from bench.threads import jobs_at_once
-from reports.run_record import RECORD
+from record.files import RECORD
 
 SWEEP_FILE = "sweep.json"
 RECORDS_ROOT = Path("multirun")  # the default sweeps' parent (conf/config.yaml hydra.sweep.dir)
