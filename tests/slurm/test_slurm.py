@@ -126,8 +126,13 @@ def wait_finished(job: str, n: int, timeout: float = 90) -> dict[str, str]:
     pytest.fail(f"jobs of {job} did not finish in {timeout:.0f} s: {states}")
 
 
+DATA_DIGEST = re.compile(r"@data-[0-9a-f]{8}")  # the resolved data root's digest ending each cell's folder
+
+
 def records(sweep_dir: Path) -> dict[str, dict]:
-    return {str(p.parent.relative_to(sweep_dir)): json.loads(p.read_text()) for p in sweep_dir.rglob("metrics.json")}
+    """``{cell/seed=N: record}``, the cell named by its overrides (its data digest left out)."""
+    return {DATA_DIGEST.sub("", str(p.parent.relative_to(sweep_dir))): json.loads(p.read_text())
+            for p in sweep_dir.rglob("metrics.json")}
 
 
 @pytest.fixture(scope="session")
@@ -236,7 +241,7 @@ def test_cancelled_pending_job_is_reported(bench_env, tmp_path):
     out = sweep.output()
     assert rc != 0, out[-3000:]
     assert "1/2 cells completed" in out, out[-3000:]
-    assert re.search(r"failed cells:\s+profile=smoke/seed=5: no metrics.json", out), out[-3000:]
+    assert re.search(r"failed cells:\s+profile=smoke@data-[0-9a-f]{8}/seed=5: no metrics.json", out), out[-3000:]
     assert records(sweep.dir)["profile=smoke/seed=4"]["status"] == "completed"
     # a task cancelled before it left the array's pending record gets no accounting record of its own
     states = wait_finished(tasks[0].split("_")[0], 1)
