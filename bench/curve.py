@@ -5,7 +5,7 @@ and keeps the checkpoint with the best ``mean_pixel_auc``; ADer evaluates every 
 each metric's maximum. The suite reports the last epoch; the curve (epoch, every metric, every
 convention) lets ``reports.selection`` show what those protocols would have reported from the same
 run. The headline metrics stay the last epoch's: an evaluation restores the RNG state and the train
-mode, so a run with a curve trains exactly as one without (README, Protocols).
+mode, so a run with a curve trains exactly as one without (docs/metrics-and-protocols.md).
 
 The points are written to ``<run dir>/curve.json`` as they come, so a resumed job keeps the points of
 the epochs it does not retrain. ``TestCurve`` is the ``on_epoch`` callback of ``bench.fit.fit``.

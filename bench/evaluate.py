@@ -1,4 +1,4 @@
-"""Evaluation from the last epoch, streamed per class (README "Metrics").
+"""Evaluation from the last epoch, streamed per class (docs/metrics-and-protocols.md).
 
 For each class the anomaly maps (float32, on the evaluation device, preallocated for the class) and
 bit-packed masks are gathered with the image scores and labels, reduced to the requested metrics

@@ -34,7 +34,7 @@ from data.protocol import AnomalyDataset
 log = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-FEATURE_PRECISION = "fp32"  # features are extracted in IEEE fp32 whatever the job's precision (README, Performance)
+FEATURE_PRECISION = "fp32"  # features are extracted in IEEE fp32 whatever the job's precision (docs/performance.md)
 
 
 def cache_key(parts: dict) -> str:

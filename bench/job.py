@@ -1,4 +1,4 @@
-"""One job: resolve → validate → build → fit → evaluate → write the run record (README "Commands").
+"""One job: resolve → validate → build → fit → evaluate → write the run record (README).
 
 ``run(cfg, run_dir)`` is importable (tests call it directly); ``bench/__main__.py`` only wraps it. The
 config is resolved once (``bench.resolve``: the values checked, the device, task=eval's checkpoint

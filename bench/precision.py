@@ -1,4 +1,4 @@
-"""Numeric precision of training and evaluation (README, Performance): ``fp32`` | ``tf32`` | ``bf16``.
+"""Numeric precision of training and evaluation (docs/performance.md): ``fp32`` | ``tf32`` | ``bf16``.
 
 * ``fp32``: real fp32 matmuls everywhere (TF32 off on CUDA, oneDNN kept at IEEE fp32 on CPU), the
   official recipe's precision and ``profile=paper``'s.
@@ -9,7 +9,7 @@
 
 What autocast keeps in fp32 differs by device: CUDA's autocast runs LayerNorm (and softmax, the losses) in
 fp32, so on CUDA plain ``bf16`` already carries an fp32 token stream after every norm; CPU's keeps LayerNorm
-in its input's dtype (bf16 after a bf16 residual add). README, Performance, has the table per device.
+in its input's dtype (bf16 after a bf16 residual add). docs/performance.md, has the table per device.
 
 ``configure`` sets the process-wide flags (TF32, oneDNN fp32, and the SDPA backends: cuDNN attention off
 unless ``allow_cudnn_attention(True)``, so training and evaluation run the same fused kernels);

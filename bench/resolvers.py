@@ -26,7 +26,7 @@ def inputs_digest(data_root) -> str:
 
 def run_dir_name(overrides, data_root=None) -> str:
     """A sweep cell's folder name from its overrides (``hydra.job.override_dirname``): always one path
-    component inside the sweep dir (README, "Bad input, reruns and resuming").
+    component inside the sweep dir (docs/reliability.md).
 
     ``%``, ``/``, ``\\`` and control characters are percent-escaped (``data.root=../x`` becomes
     ``data.root=..%2Fx``), so distinct overrides give distinct names and a value never adds a

@@ -1,4 +1,4 @@
-"""Everything a job can check before it trains, checked before it trains (README "Bad input").
+"""Everything a job can check before it trains, checked before it trains (docs/reliability.md).
 
 ``validate_config`` runs first, on the config alone (no data, no model): every numeric and enumerated
 key against its allowed range (the job's own keys: ``JOB_RULES``; an option's keys, the dataset's categories

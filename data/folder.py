@@ -1,4 +1,4 @@
-"""Your own data (``data=folder``, README datasets): a dataset that is not in the MVTec AD layout.
+"""Your own data (``data=folder``, docs/datasets.md): a dataset that is not in the MVTec AD layout.
 
 Per category ``<root>/<category>/``: a folder of normal training images (``train_dir``) and test images
 labelled either by folder (``<test_dir>/good/*`` normal, ``<test_dir>/<anything else>/*`` anomalous) or,

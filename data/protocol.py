@@ -1,4 +1,4 @@
-"""What a dataset reader provides, so the job needs to know nothing else about it (README "Config groups").
+"""What a dataset reader provides, so the job needs to know nothing else about it (docs/configuration.md).
 
 A reader is a class named by ``_target_`` in ``conf/data/<name>.yaml``; the job builds the train and test
 sets as ``instantiate(cfg.data, split="train" | "test")``, passing every key of the node except

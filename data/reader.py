@@ -8,7 +8,7 @@ layout or a split file go through ``data.paths`` (``check_category``, ``RootGuar
 plain folder name, and a file outside ``data.root`` is refused unless ``data.follow_links=true``.
 ``ReaderDataset`` then serves items exactly as ``MVTecDataset`` does.
 
-Two optional per-image annotations feed evaluation's extra metrics (README, datasets):
+Two optional per-image annotations feed evaluation's extra metrics (docs/datasets.md):
 ``groups`` (a sample id per image: Real-IAD's five views of one object form one sample) and
 ``subsets`` (the subsets an image belongs to: MVTec LOCO's logical and structural anomalies, each with
 the normal images).

@@ -1,8 +1,9 @@
 """The engine of the pixel metrics: one class's maps in bounded memory, reduced exactly, chunk by chunk.
 
 Every pixel metric is computed here, for maps held in memory (``metrics.pixel``) and for one class's
-buffer during evaluation alike. Evaluation at Real-IAD's scale holds one class at a time (README
-"Metrics"): 7,600 test images at 224 px are 381 million pixels. ``ClassMaps`` keeps them as one tensor
+buffer during evaluation alike. Evaluation at Real-IAD's scale holds one class at a time
+(docs/metrics-and-protocols.md): 7,600 test images at 224 px are 381 million pixels.
+``ClassMaps`` keeps them as one tensor
 (float32 during evaluation: 4 bytes a pixel, on the evaluation device, so CUDA maps never visit the
 host) and the ground-truth masks bit-packed on the host (1/8 byte a pixel). ``ClassMaps.pixel_metrics``
 then adds only a copy of the anomalous pixels' scores and temporaries of one chunk: no float64 or

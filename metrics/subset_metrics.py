@@ -1,4 +1,4 @@
-"""Metrics of a class beyond its per-image ones, for datasets that annotate their images (README, datasets).
+"""Metrics of a class beyond its per-image ones, for datasets that annotate their images (docs/datasets.md).
 
 * ``groups`` (a sample id per image, Real-IAD): a sample is anomalous if any of its images is and scores
   as its highest image; the image metrics over samples are reported as ``sample_<metric>``.

@@ -202,7 +202,7 @@ class PositionalAttention(nn.Module):
     A softmax turns an absolute error of its input into a relative error of its output: bf16 keeps 8
     significant bits, so a score of 10 is off by up to 0.03, which changes its weight by up to 3%. With q, k
     and the scores in fp32 the demo's AUROC stays within fp32's seed spread, where plain bf16 loses 0.6 image
-    points (README, Performance). Without autocast the flag changes nothing.
+    points (docs/performance.md). Without autocast the flag changes nothing.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float, fp32_scores: bool = False, linear: bool = False):

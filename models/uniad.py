@@ -71,7 +71,7 @@ class UniAD(nn.Module):
             fj_scale: the jitter's scale alpha: noise std is ``fj_scale * ||f||_2 / C`` per token (20).
             fj_prob: probability that a token is jittered (1.0).
             fp32_scores: under bf16 autocast, keep the token stream and the attention scores in fp32
-                (README, Performance); no effect without autocast.
+                (docs/performance.md); no effect without autocast.
             attention: ``softmax`` (the paper's) or ``linear`` (Dinomaly's linear attention, sec. 3.3, in every
                 attention; it has no weights to mask, so it needs ``nma=False``).
             bottleneck_dropout: Dinomaly's noisy bottleneck (sec. 3.2) for UniAD: dropout of this rate on the

@@ -24,7 +24,7 @@ CONVENTION_SLACK = 1e-9
 MAX_DEPTH = 64  # a record nests about 6 deep (config nodes, curve.points[i].conventions.<name>.<metric>)
 
 STATUSES = ("completed", "failed", "running")
-# what a record's metrics may be named: fractions in [0, 1] (README "Reports")
+# what a record's metrics may be named: fractions in [0, 1] (docs/reports.md)
 _SEED_RANGE = (-(2**63), 2**64)  # what torch and numpy can be seeded with
 
 

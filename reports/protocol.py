@@ -1,4 +1,4 @@
-"""What other protocols would report, as tables beside ours (README, Protocols).
+"""What other protocols would report, as tables beside ours (docs/metrics-and-protocols.md).
 
 Two grids (:class:`reports.grid.Grid`, rendered like every other table):
 
