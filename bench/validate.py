@@ -56,6 +56,7 @@ JOB_RULES: dict[str, Rule] = {
     "eval.every": INT(1, null=True),
     "cache.features": BOOL, "cache.dtype": ONE_OF("float16", "float32", "bfloat16"), "cache.disk": BOOL,
     "vis.num_images": INT(1), "vis.epochs": INT(1),
+    "verbose": BOOL, "trainer.threads": INT(1, null=True),
     "trainer.iterations": INT(1, null=True), "trainer.lr_interval": ONE_OF("epoch", "iteration"),
     "trainer.final_lr": REAL(0), "trainer.warmup_iterations": INT(0),
     "trainer.optimizer.eps": REAL(0, open_low=True), "trainer.optimizer.amsgrad": BOOL,

@@ -21,6 +21,8 @@ CHANGES = {
     "paths.cache_root": None,
     "logger": "logger=csv",
     "trainer.num_workers": "trainer.num_workers=1",
+    "trainer.threads": "trainer.threads=1",  # the tests run one math thread: 1 is what they use anyway
+    "verbose": "verbose=true",
     "trainer.ckpt_every": "trainer.ckpt_every=2",
     "cache.disk": "cache.disk=false",
     "eval": "eval.pool_size=4",  # resume only: training is the same (compared on the weights)
