@@ -118,6 +118,11 @@ class WandbLogger(NullLogger):
 
     def finish(self, status: str) -> None:
         self.run.finish(exit_code=0 if status == "completed" else 1)
+        # finish() returns before wandb's service has written everything to the run's files; teardown waits
+        # for it, so an offline run is complete on disk when the job ends (and `wandb sync` sees all of it)
+        teardown = getattr(self.wandb, "teardown", None)
+        if teardown is not None:
+            teardown()
 
 
 class TensorBoardLogger(NullLogger):
