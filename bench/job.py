@@ -75,7 +75,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 
 def _run(cfg: DictConfig, run_dir: Path, job: Job | Unresolved, overrides: list[str]) -> dict:
     record = started(task=cfg.task, experiment=cfg.experiment, overrides=overrides, choices=job.choices,
-                     seed=cfg.seed, run_dir=str(run_dir), config=job.config)
+                     seed=job.cfg.seed if isinstance(job, Job) else cfg.seed, run_dir=str(run_dir), config=job.config)
     logger = None
     t0 = time.perf_counter()
     try:

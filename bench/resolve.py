@@ -4,7 +4,8 @@ The steps, in order (a failure stops at its step; ``Unresolved`` keeps what was 
 the failed record still holds the config, the choices and the device): the config resolved to a plain
 dict (what the record and each checkpoint store), the config-group choices, the task and the values
 checked (``bench.validate``), the device, and for ``task=eval`` the checkpoint ``ckpt`` with the model
-rebuilt from it (``checkpoint.model_config``: the record then holds the checkpoint's model and choices).
+rebuilt from it (``checkpoint.model_config``: the record then holds the checkpoint's model and choices,
+and the checkpoint's training ``seed``).
 """
 
 from __future__ import annotations
@@ -95,4 +96,7 @@ def _checkpoint_model(cfg: DictConfig, config: dict, overrides: list[str]) -> tu
     state = checkpoint.load(checkpoint.given_path(cfg.ckpt), own=False)
     model_cfg, choices = checkpoint.model_config(cfg, state.get("config"), state.get("choices"), given=overrides,
                                                  source=cfg.ckpt, resolved=config)
+    trained = state["config"].get("seed")
+    if isinstance(trained, int) and not isinstance(trained, bool):  # the model's seed, not this job's: two
+        model_cfg.seed = trained  # evaluations of one checkpoint are one replicate, recorded under its seed
     return model_cfg, state, choices

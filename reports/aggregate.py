@@ -10,7 +10,9 @@ next stage's (:mod:`reports.grid`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -71,6 +73,7 @@ class Row:
     failed: list[tuple[int | None, str, str]] = field(default_factory=list)  # (seed, error, run_dir)
     runs: pd.DataFrame | None = None  # the completed runs of this row
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> {seed: value (shown units)}
+    merged: list[tuple[str, int]] = field(default_factory=list)  # (checkpoint run, records counted once)
 
     @property
     def name(self) -> str:
@@ -99,6 +102,7 @@ def _row(spec: TableSpec, row_spec: RowSpec, runs: pd.DataFrame, paper: dict, va
     row = Row(spec=row_spec, variant=variant)
     done = runs[runs["status"] == "completed"] if not runs.empty else runs
     bad = runs[runs["status"] != "completed"] if not runs.empty else runs
+    done, row.merged = one_per_model(done)
     row.n_done, row.n_failed = len(done), len(bad)
     row.runs = done
     asked = [int(v) for v in runs.get("n_seeds", pd.Series(dtype=object)) if not is_missing(v)]
@@ -124,14 +128,47 @@ def _row(spec: TableSpec, row_spec: RowSpec, runs: pd.DataFrame, paper: dict, va
     return row
 
 
+def one_per_model(done: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """The completed runs with one line per trained model: the eval records of one checkpoint (with the fit
+    record that wrote it, when it is in the same row) are one replicate, not one per evaluation: their
+    numbers are averaged into the first one's line. Returns that frame and ``(checkpoint run, records)``
+    for each model that had several."""
+    if done.empty or "checkpoint" not in done.columns:
+        return done, []
+    model = [
+        ckpt if not is_missing(ckpt) else Path(os.path.normpath(run_dir)).as_posix()
+        for ckpt, run_dir in zip(done["checkpoint"], done["run_dir"], strict=True)
+    ]
+    groups: dict[str, list[int]] = {}
+    for position, key in enumerate(model):
+        groups.setdefault(key, []).append(position)
+    if all(len(g) == 1 for g in groups.values()):
+        return done, []
+    numeric = [c for c in done.columns if c.startswith(("metric.", "per_class.", "complexity."))
+               and pd.api.types.is_float_dtype(done[c])]
+    lines = []
+    for positions in groups.values():
+        line = done.iloc[positions[0]].copy()
+        if len(positions) > 1:
+            line[numeric] = done.iloc[positions][numeric].mean(axis=0, skipna=True)
+        lines.append(line)
+    merged = [(key, len(p)) for key, p in groups.items() if len(p) > 1]
+    return pd.DataFrame(lines).astype(done.dtypes.to_dict()), merged
+
+
 def _per_seed(done: pd.DataFrame, metric: MetricSpec) -> dict[int, float]:
     """``{seed: value}`` of one metric (in shown units); a seed with several completed runs: their mean."""
-    if done.empty or metric.column not in done.columns:
+    return per_seed_values(done, metric.column, metric.scale)
+
+
+def per_seed_values(done: pd.DataFrame, column: str, scale: float) -> dict[int, float]:
+    """``{seed: value x scale}`` of one run-frame column; a seed with several completed runs: their mean."""
+    if done.empty or column not in done.columns:
         return {}
     values: dict[int, list[float]] = {}
-    for seed, value in zip(done["seed"], done[metric.column], strict=True):
+    for seed, value in zip(done["seed"], done[column], strict=True):
         if not is_missing(seed) and not is_missing(value):
-            values.setdefault(int(seed), []).append(float(value) * metric.scale)
+            values.setdefault(int(seed), []).append(float(value) * scale)
     return {s: math.fsum(v) / len(v) for s, v in values.items()}
 
 
@@ -294,6 +331,11 @@ def _annotate(
                 table.notes.append(
                     f"{row.name}: averaged runs come from different code versions (git {', '.join(shas)})."
                 )
+        for checkpoint, count in row.merged:
+            table.notes.append(
+                f"{row.name}: {count} records of one trained model (checkpoint `{checkpoint}`) count once "
+                "(one replicate, their numbers averaged): evaluating a checkpoint again adds no seed."
+            )
         if row.duplicate_seeds:
             table.notes.append(
                 f"{row.name}: seed(s) {', '.join(map(str, row.duplicate_seeds))} have more than one "

@@ -2,11 +2,13 @@
 
 One row per record. Columns:
 
-- ``run_dir`` (the folder holding the record), ``status``, ``error``, ``task``, ``experiment``, ``seed``,
+- ``run_dir`` (the folder holding the record), ``status``, ``error``, ``task``, ``experiment``, ``seed``
+  (an eval record of a collected fit run's checkpoint: that fit's seed),
   ``n_seeds`` (how many seeds the experiment asked for, when the record says), ``overrides`` (tuple of
   strings), ``swept`` (the overrides that define a row: without the seed, the experiment and the keys
   ``record.keys.NEUTRAL`` tags ``average``, sorted, comma-joined; ``""`` for the defaults),
-  ``has_maps``, ``git_sha``, ``git_dirty`` (from ``env``);
+  ``checkpoint`` (task=eval: the run dir of the checkpoint it evaluated), ``has_maps``, ``git_sha``,
+  ``git_dirty`` (from ``env``);
 - ``config.<dotted key>``: the resolved config, flattened (lists become tuples);
 - ``metric.<name>``: ``metrics.mean`` (fractions in [0, 1]), and ``metric.mad`` (ADer's mAD: the mean of the
   metrics ``metrics.registry`` marks as its members, when a run has every one of them);
@@ -27,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from metrics.registry import MAD, column_order, mad_members
-from record.files import MAPS, RECORD
+from record.files import CKPT, MAPS, RECORD
 from record.keys import flatten, is_neutral
 from record.parse import Metrics, Record, parse_record
 from record.store import read_record_file
@@ -46,7 +48,7 @@ def key_name(column: str) -> str:
 
 # a run's identity, first in results.csv; FIXED_COLUMNS lead the run frame
 IDENTITY_COLUMNS = ("run_dir", "status", "error", "task", "experiment", "seed", "n_seeds", "overrides", "swept")
-FIXED_COLUMNS = (*IDENTITY_COLUMNS, "has_maps", "git_sha", "git_dirty")
+FIXED_COLUMNS = (*IDENTITY_COLUMNS, "checkpoint", "has_maps", "git_sha", "git_dirty")
 
 
 @dataclass
@@ -121,6 +123,7 @@ def record_row(record: Record | dict, run_dir: str | Path) -> dict:
         "n_seeds": record.n_seeds,
         "overrides": record.overrides,
         "swept": swept_of(record.overrides),
+        "checkpoint": checkpoint_run(record),
         "has_maps": (Path(run_dir) / MAPS).is_dir(),
         "git_sha": record.env.get("git_sha"),
         "git_dirty": record.env.get("git_dirty"),
@@ -142,6 +145,32 @@ def record_row(record: Record | dict, run_dir: str | Path) -> dict:
     for name, value in record.complexity.items():
         row[f"complexity.{name}"] = _number(value) if not isinstance(value, str) else value
     return row
+
+
+def checkpoint_run(record: Record) -> str | None:
+    """The run a task=eval record evaluated: its ``checkpoint.path`` as a normalised run dir (a path to
+    ``last.ckpt`` and its folder name one run); None for a record of no checkpoint."""
+    use = record.raw.get("checkpoint") if record.task == "eval" else None
+    path = use.get("path") if isinstance(use, dict) else None
+    if not isinstance(path, str) or not path.strip():
+        return None
+    path = os.path.normpath(os.path.expanduser(path.strip()))
+    return Path(os.path.dirname(path) if os.path.basename(path) == CKPT else path).as_posix()
+
+
+def with_training_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Eval records of a checkpoint whose fit record was collected take that fit's seed: the eval job's own
+    ``seed`` (records written before eval took the checkpoint's) is not the model's training seed."""
+    if frame.empty or not frame["checkpoint"].map(lambda v: not is_missing(v)).any():
+        return frame
+    fits = frame[frame["task"] == "fit"]
+    trained = {Path(os.path.normpath(d)).as_posix(): s for d, s in zip(fits["run_dir"], fits["seed"], strict=True)
+               if not is_missing(s)}
+    frame = frame.copy()
+    for index, ckpt in frame["checkpoint"].items():
+        if not is_missing(ckpt) and ckpt in trained:
+            frame.at[index, "seed"] = trained[ckpt]
+    return frame
 
 
 def _number(value):
@@ -187,7 +216,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
     for column in ("seed", "n_seeds"):
         frame[column] = frame[column].astype("Int64")
     frame["has_maps"] = frame["has_maps"].astype(bool)
-    for column in ("run_dir", "status", "error", "task", "experiment", "swept"):
+    for column in ("run_dir", "status", "error", "task", "experiment", "swept", "checkpoint"):
         frame[column] = frame[column].map(lambda v: None if is_missing(v) else v).astype(object)
     return frame
 
@@ -203,7 +232,8 @@ def collect(paths: Iterable[str | Path]) -> Collection:
             unreadable.append((record_path.as_posix(), str(exc)))
             continue
         rows.append(record_row(record, record_path.parent))
-    return Collection(frame=records_frame(rows), unreadable=unreadable, roots=[p.as_posix() for p in paths])
+    frame = with_training_seeds(records_frame(rows))
+    return Collection(frame=frame, unreadable=unreadable, roots=[p.as_posix() for p in paths])
 
 
 def failed_runs(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass, field
 
 from metrics.registry import label
-from reports.aggregate import Cell, Row, Table, aggregate, delta
+from reports.aggregate import Cell, Row, Table, aggregate, delta, per_seed_values
 from reports.collect import is_missing, metric_sort_key, per_class_columns, undefined_of
 from reports.declaration import MetricSpec, metric_spec
-from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE
+from reports.stats import ALPHA, NOT_SIGNIFICANT, NOT_TESTABLE, beats
 from reports.variants import value_text
 
 MISSING = "—"
@@ -102,6 +102,7 @@ def _seeds_text(row: Row) -> str:
 
 
 def _best(values: list[float | None], higher: bool) -> set[int]:
+    """Every index holding the column's best value (published numbers, deterministic counts)."""
     present = [v for v in values if v is not None]
     if not present:
         return set()
@@ -109,15 +110,90 @@ def _best(values: list[float | None], higher: bool) -> set[int]:
     return {i for i, v in enumerate(values) if v is not None and v == target}
 
 
+def _best_beyond_noise(values: list[float | None], per_seed: list[dict[int, float]], higher: bool) -> set[int]:
+    """The index of the column's best value (as shown) when it beats the runner-up, the next best value,
+    beyond seed noise (:func:`reports.stats.beats` on their per-seed values); nothing on a tie, with a
+    single value, or when either of the two has fewer than two seeds."""
+    present = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i],
+                     reverse=higher)
+    if len(present) < 2:
+        return set()
+    best, runner_up = present[0], present[1]
+    if values[best] == values[runner_up]:
+        return set()
+    return {best} if beats(per_seed[best], per_seed[runner_up], higher) else set()
+
+
+def bold_legend(table: Table) -> str:
+    """The sentence under a table that says how its bold cells are chosen."""
+    metrics = [m for m in table.spec.metrics if m.bold]
+    if not metrics:
+        return ""
+    parts = []
+    if any(m.with_std for m in metrics):
+        parts.append(
+            "Bold (ours): the best mean of its column, only when it beats the runner-up (the next best mean) "
+            "beyond seed noise: a paired t-test over the seeds both completed, Welch's t-test when they share "
+            f"fewer than 2, significant at {ALPHA:.0%}; no bold on a tie or when either has fewer than 2 seeds"
+        )
+    if any(not m.with_std for m in metrics):
+        parts.append("bold (measured counts, no seed noise): the best value")
+    if table.spec.has_paper:
+        parts.append("bold (paper): the paper's best published number (no seed spread is published)")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+# A table's runs are a pipeline check or a demo when their profile is one of these: their caption says so,
+# and never "reproduced" (only profile=paper on the paper's dataset may say that).
+PIPELINE_CHECK = {"smoke": "tiny model, seconds of training"}
+DEMO = {"demo": "a CPU demo: compact model, minutes of training on the synthetic data"}
+REPRODUCTION = "paper"
+
+
+def standing(profiles: list[str], has_paper: bool) -> str:
+    """What a table's runs are when their profile makes them no result ("" otherwise)."""
+    check = [p for p in profiles if p in PIPELINE_CHECK]
+    if check:
+        return (
+            f"Pipeline check at profile={check[0]} ({PIPELINE_CHECK[check[0]]}): not a result"
+            + ("; the paper's numbers are shown for layout only." if has_paper else ".")
+        )
+    demo = [p for p in profiles if p in DEMO]
+    if demo:
+        return (
+            f"Profile={demo[0]} ({DEMO[demo[0]]}), not the paper's recipe"
+            + ("; compare trends with the paper's numbers, not values." if has_paper else ".")
+        )
+    return ""
+
+
+def _head(table: Table) -> str:
+    """The caption's first sentences: what the runs are, then the table's title; "reproduced" only for
+    runs of profile=paper (all of them) on the paper's dataset."""
+    spec, ctx = table.spec, table.context
+    title = spec.title.rstrip(".")
+    profiles, datasets = ctx.get("profiles") or [], ctx.get("datasets") or []
+    warning = standing(profiles, spec.has_paper)
+    if not spec.has_paper:
+        return f"{warning} {title}." if warning else f"{title}."
+    if warning:
+        return f"{warning} Table {spec.key}: {title}."
+    if not ctx.get("n_done"):
+        return f"Table {spec.key} (no completed run): {title}."
+    paper_data = not spec.paper_dataset or datasets == [spec.paper_dataset]
+    if profiles == [REPRODUCTION] and paper_data:
+        return f"Table {spec.key} reproduced: {title}."
+    ran = f"profile={'/'.join(profiles) or '(not recorded)'}, data={'/'.join(datasets) or '(not recorded)'}"
+    paper = f"profile={REPRODUCTION}" + (f", data={spec.paper_dataset}" if spec.paper_dataset else "")
+    return f"Table {spec.key} rerun at {ran}, not the paper's {paper}: {title}."
+
+
 def _caption(table: Table) -> str:
     spec, ctx = table.spec, table.context
     seeds = ", ".join(map(str, ctx["seeds"])) or "none"
     asked = f" ({ctx['n_asked']} asked)" if ctx["n_asked"] else ""
-    head = (
-        f"Table {spec.key} reproduced: {spec.title.rstrip('.')}."
-        if spec.has_paper
-        else f"{spec.title}."
-    )
+    head = _head(table)
     precision = ", ".join(ctx.get("precisions") or []) or "not recorded"
     parts = [
         head,
@@ -127,9 +203,7 @@ def _caption(table: Table) -> str:
         f"seeds: {seeds}{asked}.",
         spec.definitions,
     ]
-    legend = significance_legend(table)
-    if legend:
-        parts.append(legend)
+    parts += [text for text in (significance_legend(table), bold_legend(table)) if text]
     if spec.has_paper:
         parts.append("Paper: " + ("; ".join(source_summary(table.sources)) or "no number in the paper") + ".")
     return " ".join(parts)
@@ -207,8 +281,13 @@ def main_grid(table: Table) -> Grid:
     for j, (metric, kind) in enumerate(value_columns):
         if kind == "delta" or not metric.bold:
             continue
-        for i in _best([n[j] for n in numbers], metric.higher_is_better):
-            bold.add((i, offset + j))
+        column = [n[j] for n in numbers]
+        if kind == "ours" and metric.with_std:  # seeds: the best only when it beats the runner-up
+            seeds = [row.per_seed.get(metric.key, {}) for row in rows_all]
+            best = _best_beyond_noise(column, seeds, metric.higher_is_better)
+        else:  # the paper's published numbers, deterministic counts
+            best = _best(column, metric.higher_is_better)
+        bold |= {(i, offset + j) for i in best}
     notes = _notes(table)
     heading = (
         f"Table {spec.key} — {spec.title} (experiment={spec.experiment})"
@@ -284,10 +363,11 @@ def per_class_grids(table: Table) -> list[Grid]:
             key=metric_sort_key,
         )
         columns = ["category", *(label(m) for m in names)]
-        lines, numbers = [], []
+        lines, numbers, seeds = [], [], []
         for category, pairs in classes.items():
             lookup = dict(pairs)
             line, nums = [category], []
+            seeds.append({name: per_seed_values(runs, lookup[name], 100.0) for name in lookup})
             for name in names:
                 cell = aggregate(runs[lookup[name]], 100.0) if name in lookup else Cell()
                 why = undefined.get(category, {}).get(name)
@@ -307,18 +387,25 @@ def per_class_grids(table: Table) -> list[Grid]:
             cell.undefined = {c: ms[name] for c, ms in undefined.items() if name in ms}
             mean_line.append(fmt_ours(cell, metric_spec(name)))
         lines.append(mean_line)
-        bold = {(i, j + 1) for j in range(len(names)) for i in _best([n[j] for n in numbers], True)}
+        bold = {
+            (i, j + 1)
+            for j, name in enumerate(names)
+            for i in _best_beyond_noise([n[j] for n in numbers], [s.get(name, {}) for s in seeds], True)
+        }
+        profiles = sorted({value_text(v) for v in runs.get("config.profile_name", []) if not is_missing(v)})
         ctx = {
             "seeds": ", ".join(map(str, row.seeds)),
             "data": ", ".join(sorted({value_text(v) for v in runs.get("config.data.name", [])})) or "—",
-            "profile": ", ".join(sorted({value_text(v) for v in runs.get("config.profile_name", [])}))
-            or "—",
+            "profile": ", ".join(profiles) or "—",
         }
         where = f"Table {table.key}" if table.spec.has_paper else table.spec.title
+        warning = standing(profiles, False)
         caption = (
-            f"Per-class results, {where}, {row.name}. Dataset: {ctx['data']}; profile: {ctx['profile']}; "
+            (f"{warning} " if warning else "")
+            + f"Per-class results, {where}, {row.name}. Dataset: {ctx['data']}; profile: {ctx['profile']}; "
             f"seeds: {ctx['seeds']}. Values in %, mean ± sample std (ddof=1) over seeds (n); AUROC/AP/F1-max "
-            f"per category; {mean_line[0]} row: the mean over categories of each run, then over seeds."
+            f"per category; {mean_line[0]} row: the mean over categories of each run, then over seeds. Bold: the best "
+            "category of a column, only when it beats the runner-up beyond seed noise (as in the main table)."
         )
         notes = [
             f"{UNDEFINED_MARK} {label(name)} is not defined for {category}: {why}; "

@@ -53,8 +53,9 @@ _UNICODE = {
     "§": r"\S{}",
 }
 BOLD = "textbf:--rwrap;"
-# The page: 2 cm margins (geometry); a table wider than the text goes on a page of its own, turned to
-# landscape (rotating's sideways), and any tabular still wider than its line is scaled down to it
+# The page: 2 cm margins (geometry); a table wider than the text at LaTeX's column padding gets half that
+# padding; one still much wider goes on a page of its own, turned to landscape (rotating's sideways), where
+# its line is \textheight; and any tabular still wider than its line is scaled down to it
 # (graphicx), so no column falls off the page. The fitwidth environment logs each tabular's natural width
 # ("fitwidth: <label> natural <w> line <l>") for checking the fit.
 PREAMBLE = r"""\documentclass{article}
@@ -69,6 +70,7 @@ PREAMBLE = r"""\documentclass{article}
 \newcommand{\stackhead}[1]{\begin{tabular}[b]{@{}r@{}}#1\end{tabular}}
 """
 TEXT_WIDTH_PT = 498.0  # \textwidth of that page (US letter, 2 cm margins); its \textheight is 678 pt
+TABCOLSEP_PT, TIGHT_TABCOLSEP_PT = 6.0, 3.0  # LaTeX's \tabcolsep; a wide table's (:func:`tabcolsep`)
 SIDEWAYS_AT = 1.15  # a table estimated wider than this many text widths goes on a landscape page
 # A landscape table: the float's content turned 90 degrees (rotating's sideways), its line \textheight long
 LANDSCAPE = ("\\begin{sideways}\\begin{minipage}{\\textheight}\n", "\\end{minipage}\\end{sideways}\n")
@@ -89,14 +91,26 @@ def header_lines(grid: Grid) -> list[list[str]]:
     return out
 
 
-def estimated_width(grid: Grid) -> float:
+def natural_width(grid: Grid, padding: float = TABCOLSEP_PT) -> float:
     """The tabular's natural width in pt, estimated from its widest cell per column: 4.2 pt a character at
-    \\footnotesize plus 12 pt of column padding (within about 10% of pdflatex's widths on the paper's
-    tables). Only chooses portrait or landscape; the fitwidth environment measures exactly."""
+    \\footnotesize plus twice ``padding`` (\\tabcolsep) per column (within about 10% of pdflatex's widths on
+    the paper's tables)."""
     heads = header_lines(grid)
     widths = [max([*(len(line) for line in heads[j]), *(len(str(row[j])) for row in grid.rows)])
               for j in range(len(grid.columns))]
-    return 12.0 * len(widths) + 4.2 * sum(widths)
+    return 2 * padding * len(widths) + 4.2 * sum(widths)
+
+
+def tabcolsep(grid: Grid) -> float:
+    """The column padding of a table: LaTeX's 6 pt, halved for a table wider than the portrait line at
+    that padding (many metric columns with ours, paper and Δ), so it needs less scaling or none."""
+    return TIGHT_TABCOLSEP_PT if natural_width(grid) > TEXT_WIDTH_PT else TABCOLSEP_PT
+
+
+def estimated_width(grid: Grid) -> float:
+    """The tabular's estimated natural width at its padding (:func:`tabcolsep`). Only chooses portrait or
+    landscape; the fitwidth environment measures exactly and scales a wider tabular to its line."""
+    return natural_width(grid, tabcolsep(grid))
 
 
 def tex_escape(text) -> str:
@@ -151,6 +165,8 @@ def grid_latex(grid: Grid) -> str:
         caption=tex_escape(grid.caption),
     )
     size = "\\footnotesize" if len(columns) > 7 else "\\small"
+    if tabcolsep(grid) != TABCOLSEP_PT:
+        size += f"\n\\setlength{{\\tabcolsep}}{{{tabcolsep(grid):g}pt}}"
     latex = latex.replace("\\centering\n", f"\\centering\n{size}\n", 1)
     latex = latex.replace("\\begin{tabular}", f"\\begin{{fitwidth}}{{{label_of(grid.key)}}}\n\\begin{{tabular}}", 1)
     latex = latex.replace("\\end{tabular}\n", "\\end{tabular}\n\\end{fitwidth}\n", 1)

@@ -1,5 +1,6 @@
-"""Seed statistics for the tables: a 95% interval of a row's mean, and whether a
-row differs from its table's default row by more than seed noise.
+"""Seed statistics for the tables: a 95% interval of a row's mean, whether a row differs from its
+table's default row by more than seed noise, and whether a column's best row beats its runner-up by more
+than seed noise (only then is it set in bold).
 
 Why a paired t-test over seeds: a seed fixes the data order, the initialisation and the jitter noise,
 and both rows of a comparison ran the same seeds, so the per-seed differences cancel what the seed does
@@ -63,3 +64,38 @@ def paired_t_test(a: Mapping[int, float], b: Mapping[int, float], alpha: float =
         t = mean / (sd / math.sqrt(n))
         p = float(2 * _st.t.sf(abs(t), n - 1))
     return PairedTest(n, mean, t, p, SIGNIFICANT if p < alpha else NOT_SIGNIFICANT)
+
+
+def welch_t_test(a: Iterable[float], b: Iterable[float], alpha: float = ALPHA) -> PairedTest:
+    """Welch's t-test of mean(a) − mean(b) for two rows that share fewer than two seeds (unequal
+    variances, Welch–Satterthwaite degrees of freedom); "not testable" when either has fewer than two
+    values. ``n`` is the smaller sample."""
+    xs, ys = [float(v) for v in a], [float(v) for v in b]
+    n = min(len(xs), len(ys))
+    diff = (math.fsum(xs) / len(xs) - math.fsum(ys) / len(ys)) if xs and ys else None
+    if n < 2:
+        return PairedTest(n, diff, None, None, NOT_TESTABLE)
+    va = math.fsum((x - math.fsum(xs) / len(xs)) ** 2 for x in xs) / (len(xs) - 1) / len(xs)
+    vb = math.fsum((y - math.fsum(ys) / len(ys)) ** 2 for y in ys) / (len(ys) - 1) / len(ys)
+    if math.sqrt(va + vb) <= 1e-12 * max(1.0, abs(diff)):
+        t, p = (0.0, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), 0.0)
+    else:
+        t = diff / math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(xs) - 1) + vb**2 / (len(ys) - 1))
+        p = float(2 * _st.t.sf(abs(t), df))
+    return PairedTest(n, diff, t, p, SIGNIFICANT if p < alpha else NOT_SIGNIFICANT)
+
+
+def beats(best: Mapping[int, float], other: Mapping[int, float], higher: bool, alpha: float = ALPHA) -> bool:
+    """Whether the row with per-seed values ``best`` is better than ``other`` beyond seed noise: a paired
+    t-test over the seeds both completed (as against the default row), Welch's t-test when they share
+    fewer than two, significant at ``alpha`` and in the better direction. False when either row has
+    fewer than two seeds (one value shows no seed noise to beat)."""
+    shared = set(best) & set(other)
+    if len(shared) >= 2:
+        test = paired_t_test(best, other, alpha)
+    else:
+        test = welch_t_test(best.values(), other.values(), alpha)
+    if test.verdict != SIGNIFICANT or test.mean_diff is None:
+        return False
+    return test.mean_diff > 0 if higher else test.mean_diff < 0

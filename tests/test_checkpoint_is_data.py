@@ -149,3 +149,14 @@ def checkpoint_config() -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(compose_cfg(["profile=smoke"]), resolve=True)
+
+
+def test_an_eval_record_carries_the_checkpoints_training_seed(trained, paths):
+    """Two evaluations of one checkpoint are one replicate: the record's seed is the model's, not the job's."""
+    fitted = json.loads((trained / "fit" / "metrics.json").read_text())
+    seed = fitted["seed"] + 5
+    overrides = ["profile=smoke", "data.generator.n_train=4", "task=eval", f"ckpt={trained / 'fit'}", f"seed={seed}"]
+    evaluated = run(compose_cfg(overrides), paths / "eval", overrides)
+    assert evaluated["status"] == "completed"
+    assert evaluated["seed"] == evaluated["config"]["seed"] == fitted["seed"] != seed
+    assert evaluated["metrics"] == fitted["metrics"]
