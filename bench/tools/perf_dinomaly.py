@@ -34,11 +34,16 @@ from bench.build import instantiate_node, learnable_parameters
 from bench.complexity import count_parameters
 from bench.errors import BenchError
 from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, sync, time_interleaved
-from bench.tools.official_dinomaly import (build_official_dinomaly, load_official_dinomaly, official_inference,
-                                           official_root, official_train_step)
+from bench.tools.official_dinomaly import (
+    build_official_dinomaly,
+    load_official_dinomaly,
+    official_inference,
+    official_root,
+    official_train_step,
+)
 from bench.tools.perf import ROOT, compose_config, pick_device, timed_step
 
-RECIPE = ["model=dinomaly", "profile=dinomaly"]
+RECIPE = ["model=dinomaly", "profile=dinomaly", "backbone=dinov2_reg_vitb14"]  # its patch size: 14 px
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -128,7 +133,9 @@ def benchmark(cfg, *, side: int, embed_dim: int, prefix: int, layers: int, batch
     def rate(name):
         return round(steps * batch_size / timed[name]["seconds"], 3) if name in timed else None
 
-    ours_fp32, theirs = timed.get("train fp32"), timed.get("official train fp32")
+    def ratio(ours: str, theirs: str) -> float | None:  # official time / ours: > 1 = ours faster
+        return round(timed[theirs]["seconds"] / timed[ours]["seconds"], 3) if {ours, theirs} <= set(timed) else None
+
     return {
         "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
         "config": {"model": "dinomaly", "layers": layers, "prefix_tokens": prefix, "side": side, "embed_dim": embed_dim,
@@ -141,9 +148,8 @@ def benchmark(cfg, *, side: int, embed_dim: int, prefix: int, layers: int, batch
         "learnable_params": sum(p.numel() for p in learnable_parameters(detector)),
         "official_params": official_params,
         "official_status": status,
-        "speedup_vs_official_fp32": round(theirs["seconds"] / ours_fp32["seconds"], 3) if ours_fp32 and theirs else None,
-        "infer_speedup_vs_official_fp32": (round(timed["official infer fp32"]["seconds"] / timed["infer fp32"]["seconds"],
-                                                 3) if "official infer fp32" in timed and "infer fp32" in timed else None),
+        "speedup_vs_official_fp32": ratio("train fp32", "official train fp32"),
+        "infer_speedup_vs_official_fp32": ratio("infer fp32", "official infer fp32"),
         "peak_memory_kind": memory.kind,
         "other_processes_cpu_share": other_cpu.share(),
     }
@@ -177,7 +183,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.perf_dinomaly", description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides after model=dinomaly profile=dinomaly")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides after RECIPE's")
     parser.add_argument("--official", metavar="PATH", help="checkout of guojiajeremy/Dinomaly to time side by side")
     parser.add_argument("--side", type=int, default=28, help="patch grid side (392 px / 14 = 28)")
     parser.add_argument("--embed-dim", type=int, default=768, help="token width (ViT-B: 768)")
