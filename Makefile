@@ -37,18 +37,25 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 # make perf [OFFICIAL=path/to/UniAD checkout] [PERF_ARGS="--batch-size 64 backbone=efficientnet_b4 ..."]
+#           [OFFICIAL_DINOMALY=path/to/Dinomaly checkout] [PERF_DINOMALY_ARGS="--precisions fp32 --steps 3"]
+# UniAD (docs/results/perf.md), then Dinomaly's decoder at its paper shapes (docs/results/perf_dinomaly.md)
 OFFICIAL  ?=
 PERF_ARGS ?=
+OFFICIAL_DINOMALY  ?=
+PERF_DINOMALY_ARGS ?=
 perf: install
 	$(PY) -m bench.tools.perf $(if $(OFFICIAL),--official $(OFFICIAL)) $(PERF_ARGS)
+	$(PY) -m bench.tools.perf_dinomaly $(if $(OFFICIAL_DINOMALY),--official $(OFFICIAL_DINOMALY)) $(PERF_DINOMALY_ARGS)
 
-# make gpu-check [OFFICIAL=path/to/UniAD checkout] [DEVICE=cuda]: the prepared GPU check from the venv: perf at
-# the paper shapes beside the official model in fp32, bf16 and bf16 with fp32 scores, a short paper-architecture
+# make gpu-check [OFFICIAL=path/to/UniAD checkout] [OFFICIAL_DINOMALY=path/to/Dinomaly checkout] [DEVICE=cuda]: the
+# prepared GPU check from the venv: perf at the paper shapes beside the official model in fp32, bf16 and bf16 with
+# fp32 scores, Dinomaly's decoder step beside the official one (fp32, bf16), a short paper-architecture
 # training in each, the gpu-marked tests, the compile tests -> docs/results/perf_gpu.md and perf_gpu.json.
 # DEVICE=cpu is its tiny dry run, written under outputs/gpu-check-dry-run.
 DEVICE ?= cuda
 gpu-check: install
-	$(PY) -m bench.tools.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL))
+	$(PY) -m bench.tools.gpu_check --device $(DEVICE) $(if $(OFFICIAL),--official $(OFFICIAL)) \
+		$(if $(OFFICIAL_DINOMALY),--official-dinomaly $(OFFICIAL_DINOMALY))
 
 # Shipping the check to a lent GPU machine without a registry (ops/gpu/, ops/gpu/README.md).
 # make gpu-bundle [OFFICIAL=path/to/UniAD checkout]: what the machine lacks, as wheels in .whl/ (and the

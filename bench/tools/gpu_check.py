@@ -6,6 +6,9 @@ ops/gpu/README.md); ``make gpu-check`` runs it from the venv. Its steps, in this
 1. ``bench.tools.perf`` at the paper shapes (EfficientNet-b4 with ``backbone.weights=none``, 224 px, 272x14x14
    features, batch 64) in fp32, bf16 and bf16 with ``arch.fp32_scores=true``, the official UniAD timed beside
    ours in the same process when ``--official`` names a checkout of zhiyuanyou/UniAD;
+   then Dinomaly's decoder step and inference at its paper shapes (``bench.tools.perf_dinomaly``: 8 target layers
+   of 5+28x28 tokens x 768, batch 16) in fp32 and bf16, beside the official ``ViTill`` step when
+   ``--official-dinomaly`` names a checkout of guojiajeremy/Dinomaly;
 2. a short training of the paper architecture (``profile=paper`` sizes) on the offline synthetic data in the
    same three settings (same seed), with each one's image/pixel AUROC difference to fp32;
 3. the ``gpu``-marked tests but the compile tests, each under a per-test timeout (tests/test_gpu.py: each
@@ -39,7 +42,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
-from bench.tools import perf
+from bench.tools import perf, perf_dinomaly
 from bench.tools.measure import device_name
 from metrics import DEFAULT_METRICS, label
 
@@ -57,11 +60,15 @@ PLANS = {
     "full": {"perf": PAPER_PERF,
              "perf_args": ["--batch-size", "64", "--steps", "48", "--warmup", "3", "--rounds", "4",
                            "--infer-batches", "4", "--latency-runs", "10"],
+             "dinomaly_args": ["--steps", "12", "--warmup", "2", "--rounds", "3"],
              "train": PAPER_TRAIN, "tests": "not compile", "test_timeout_s": 90, "compile": True,
              "compile_timeout_s": 150},
     "dry": {"perf": ["profile=smoke"],
             "perf_args": ["--batch-size", "2", "--steps", "1", "--warmup", "0", "--rounds", "1",
                           "--infer-batches", "1", "--latency-runs", "1"],
+            # Dinomaly's decoder at toy sizes: 4x4 tokens of 48 dims (4 heads), batch 2
+            "dinomaly_args": ["--side", "4", "--embed-dim", "48", "--batch-size", "2", "--steps", "1", "--warmup", "0",
+                              "--rounds", "1", "model.num_heads=4"],
             "train": ["profile=smoke", "logger=none"], "test_timeout_s": 60, "compile": False, "compile_timeout_s": 0,
             # the 760-image class is a device figure (13 s on a CPU, nothing learnt there)
             "tests": "not compile and not 760_images"},
@@ -150,6 +157,12 @@ def run_perf(overrides: list[str], args: list[str], official: str | None, device
         return perf.main(argv)
 
 
+def run_perf_dinomaly(args: list[str], official: str | None, device: str) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        argv = [*args, "--device", device, "--out", out] + (["--official", official] if official else [])
+        return perf_dinomaly.main(argv)
+
+
 def run_training(overrides: list[str], device: str, seed: int) -> dict:
     """One short training (``bench.job.run``) in a scratch run dir: mean metrics, timing, precision."""
     from bench.job import run
@@ -231,7 +244,8 @@ def preflight(plan: dict) -> dict:
             cfg = perf.compose_config([*plan[step], *overrides])
             if mode == "fp32":  # the other settings change precisions only: the same modules and weights
                 built[f"{step} {mode}"] = type(build_detector(cfg)).__name__
-    print(f"gpu-check preflight: {2 * len(MODES)} configs compose, {len(built)} detectors build")
+    perf.compose_config(perf_dinomaly.RECIPE)
+    print(f"gpu-check preflight: {2 * len(MODES) + 1} configs compose, {len(built)} detectors build")
     return built
 
 
@@ -288,6 +302,10 @@ def markdown(data: dict) -> str:
                              f"{mode} from the cached steady-state throughput ({proj['train_images_per_s']} img/s): "
                              f"**{proj['projected_min']} min** of train steps (feature extraction and evaluation "
                              "aside).")
+    dinomaly = data.get("dinomaly")
+    if dinomaly:
+        lines += ["", "## Dinomaly's decoder step at the paper shapes, beside the official ViTill", "",
+                  *perf_dinomaly.markdown(dinomaly).splitlines()[2:]]
     training = data.get("training", {})
     if training:
         lines += ["", "## Short paper-architecture training in each precision (same seed)", "",
@@ -319,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (the check) | cpu (the dry run)")
     parser.add_argument("--official", metavar="PATH", help="checkout of zhiyuanyou/UniAD to time side by side")
+    parser.add_argument("--official-dinomaly", metavar="PATH",
+                        help="checkout of guojiajeremy/Dinomaly to time beside Dinomaly's decoder")
     parser.add_argument("--out", default=None, help="folder for perf_gpu.md/json and pytest.log (default: "
                                                     "docs/results/ on CUDA, outputs/gpu-check-dry-run on CPU)")
     parser.add_argument("--seed", type=int, default=133, help="seed of the short trainings")
@@ -337,7 +357,8 @@ def main(argv: list[str] | None = None) -> dict:
     dry = device.type != "cuda"
     out = Path(args.out or (ROOT / ("outputs/gpu-check-dry-run" if dry else "docs/results")))
     header = {"device": device.type, "device_name": device_name(device), "torch": torch.__version__, "dry_run": dry,
-              "official": args.official, "seed": args.seed, "budget_s": args.budget_s, "train_overrides": plan["train"],
+              "official": args.official, "official_dinomaly": args.official_dinomaly, "seed": args.seed,
+              "budget_s": args.budget_s, "train_overrides": plan["train"],
               "cudnn_attention": args.cudnn_attention}
     report = Report(out, header, args.budget_s)
     log, figures = out / "pytest.log", Path(tempfile.mkdtemp()) / "figures.json"
@@ -347,6 +368,10 @@ def main(argv: list[str] | None = None) -> dict:
         if result is not None:
             report.data["perf"][mode] = result
             report.data.setdefault("projection", {})[mode] = projection(result.get("train_images_per_s_cached"))
+    result = report.step("perf dinomaly", "perf", lambda: run_perf_dinomaly(
+        plan["dinomaly_args"], args.official_dinomaly, args.device))
+    if result is not None:
+        report.data["dinomaly"] = result
     for mode, overrides in MODES.items():
         result = report.step(f"train {mode}", "train",
                              lambda o=overrides: run_training([*plan["train"], *o], args.device, args.seed))
