@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 from tests.test_tables import _experiment
 
 TINY = ["profile=smoke", "backbone=dinov2_reg_vits14", "backbone.weights=none", "data.generator.n_train=4",
-        "trainer.epochs=1", "eval.metrics=default", "seed=1"]
+        "trainer.epochs=1", "data.categories=[brick,logo]", "eval.metrics=[image_auroc,pixel_auroc]", "seed=1"]
 
 
 def _record(root: Path, name: str, experiment: str, config: dict, choices: dict, det: float, seed: int = 1) -> None:
