@@ -167,7 +167,8 @@ class TableSpec:
         key = tuple(UNSET if is_missing(v) else _tuples(_plain(v)) for v in values)
         if not self.optional_columns:
             return key
-        held = [r for r in self.rows if not r.paper_only and all(w in (ANY, v) for w, v in zip(r.key, key, strict=True))]
+        held = [r for r in self.rows
+                if not r.paper_only and all(w in (ANY, v) for w, v in zip(r.key, key, strict=True))]
         return max(held, key=lambda r: sum(w != ANY for w in r.key)).key if held else key
 
     def row_for(self, key: tuple) -> RowSpec:
