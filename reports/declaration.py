@@ -14,6 +14,7 @@ every other row is compared with. Keys of a table (``hydra.sweeper.table``)::
     paper: {dataset: mvtec, source: "seed 000, Table S4"}   # omit when the paper has no such table
     order: 4                     # position among the tables of a report (optional)
     varies: [model.decoder]      # config keys that follow the rows' overrides (optional)
+    keys: [model, model.nma]     # the keys that tell rows apart (optional; default: those every row overrides)
     definitions: ...             # the legend's first sentence, when not the default (optional)
     notes: [...]                 # lines printed under the table (optional)
     mean_row: false              # add the mean over the rows (optional)
@@ -29,6 +30,11 @@ with that option (``choice.<group>``, from the record's group choices; ``conf/<g
 must exist), ``a.b=value`` means ``config.a.b == value`` (YAML-parsed). Runs that match no row get a row of their own
 (:meth:`TableSpec.row_for`). Runs outside any declared experiment go to a generic table
 (:func:`generic_table`): one row per combination of swept overrides, ours only.
+
+Rows of different methods beside variants of one (UniAD without NMA beside Dinomaly and PatchCore) name their
+keys: with ``keys``, a row that does not override a key holds runs with any value of it, or without it (a
+model node without ``nma``), and of the declared rows that a run satisfies the one that overrides most keys
+holds it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from reports.collect import CHOICE, is_missing, key_name
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = CONF / "experiment"
 DEFAULT_ORDER = 100
+ANY = "(any)"  # a row's value of a declared key it does not override (``keys``)
+UNSET = "(unset)"  # a run's value of a declared key its config lacks (``keys``)
 
 
 # --- metrics ------------------------------------------------------------------------------------------
@@ -144,17 +152,24 @@ class TableSpec:
     n_seeds: int | None = None
     seeds: tuple[int, ...] = ()
     path: Path | None = None  # the experiment file (None: the generic table)
+    optional_columns: tuple[str, ...] = ()  # key columns that some rows leave to any value (``keys``)
 
     @property
     def generic(self) -> bool:
         return self.path is None
 
     def key_of(self, run: pd.Series) -> tuple | None:
-        """The row key of one run (a line of the run frame); None when a key column is missing."""
-        values = tuple(run.get(c) for c in self.key_columns)
-        if any(is_missing(v) for v in values):
+        """The row key of one run (a line of the run frame): the key of the declared row that holds it, else
+        its values; None when a key column that every row overrides is missing."""
+        values = [run.get(c) for c in self.key_columns]
+        if any(is_missing(v) for c, v in zip(self.key_columns, values, strict=True) if c not in self.optional_columns):
             return None
-        return tuple(_tuples(_plain(v)) for v in values)
+        key = tuple(UNSET if is_missing(v) else _tuples(_plain(v)) for v in values)
+        if not self.optional_columns:
+            return key
+        held = [r for r in self.rows
+                if not r.paper_only and all(w in (ANY, v) for w, v in zip(r.key, key, strict=True))]
+        return max(held, key=lambda r: sum(w != ANY for w in r.key)).key if held else key
 
     def row_for(self, key: tuple) -> RowSpec:
         """The declared row of ``key``, or a row named by the key for runs that match none."""
@@ -296,7 +311,11 @@ def parse_table(experiment_file: Path) -> TableSpec | None:
     shared = set.intersection(*key_sets) if key_sets else set()
     if key_sets and not shared:
         _fail(path, "the rows share no overridden key to tell their runs apart (e.g. every row sets model=...)")
-    key_columns = tuple(sorted(shared))
+    declared = {_match(f"{k}=")[0] for k in table.get("keys") or ()}
+    unused = sorted(key_name(c) for c in declared - set.union(*key_sets)) if key_sets else []
+    if unused:
+        _fail(path, f"keys {unused}: no row overrides them")
+    key_columns = tuple(sorted(shared | declared))
     rows = [r if r.paper_only else _keyed(r, key_columns) for r in rows]
     keys = [r.key for r in rows if not r.paper_only]
     if len(set(keys)) != len(keys):
@@ -328,13 +347,15 @@ def parse_table(experiment_file: Path) -> TableSpec | None:
         n_seeds=data.get("n_seeds"),
         seeds=tuple(int(s) for s in str((sweeper.get("params") or {}).get("seed", "")).split(",") if s.strip()),
         path=path,
+        optional_columns=tuple(c for c in key_columns if c not in shared),
     )
 
 
 def _keyed(row: RowSpec, key_columns: tuple[str, ...]) -> RowSpec:
-    """The row with its key: the values of ``key_columns`` (the keys every row sets) its overrides give."""
+    """The row with its key: the values of ``key_columns`` its overrides give (``ANY`` for a declared key that
+    the row leaves to any value)."""
     values = dict(_match(o) for o in row.overrides)
-    key = tuple(_tuples(values[c]) for c in key_columns)
+    key = tuple(_tuples(values[c]) if c in values else ANY for c in key_columns)
     return RowSpec(row.id, key, row.labels, row.name, row.short, row.overrides, row.paper, row.paper_source)
 
 

@@ -649,7 +649,7 @@ def test_build_tables_is_a_pure_function_of_frames(runs):
 
 def test_paper_numbers_come_from_the_table_declarations():
     paper = load_paper()
-    assert set(paper["table"]) == {"S2", "S3", "S4", "S5", "S6", "S7", "C.1", "C.4", "B"}
+    assert set(paper["table"]) == {"S2", "S3", "S4", "S5", "S6", "S7", "C.1", "C.4", "B", "D-abl", "F"}
     s2 = paper[paper["table"] == "S2"]
     assert len(s2) == 18 and s2["source"].str.startswith("seed 000, Table S2").all()
     assert paper[(paper["table"] == "C.4")]["source"].str.contains("official UniAD README").all()
