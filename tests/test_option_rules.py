@@ -120,7 +120,8 @@ def test_a_subclass_adds_to_and_overrides_its_bases_rules():
     from data.visa import VisADataset
 
     assert declared_rules(VisADataset)["image_size"] is ReaderDataset.RULES["image_size"]
-    assert set(declared_rules(FolderBenchmark)) == {"image_size", "categories", "follow_links", "resize", "outlayers", "strict_counts"}
+    assert set(declared_rules(FolderBenchmark)) == {"image_size", "categories", "follow_links", "resize", "outlayers",
+                                                      "strict_counts"}
 
 
 def test_the_job_names_none_of_an_options_keys():
