@@ -183,7 +183,9 @@ def test_time_limit_requeues_and_resumes(bench_env, tmp_path):
     log = sweep.job_log(task)
     assert "Caught signal SIGUSR2" in log and "timed-out" in log, log[-3000:]
     assert "Requeued job" in log, log[-3000:]
-    resumed = re.findall(r"resuming from (\S+) at epoch (\d+)/(\d+)", log)
+    # the job's INFO lines are in its run dir's job.log (the console keeps the sweep's own lines)
+    (job_log,) = sweep.dir.rglob("job.log")
+    resumed = re.findall(r"resuming from (\S+) at epoch (\d+)/(\d+)", job_log.read_text())
     assert resumed, f"the requeued job did not resume from its checkpoint:\n{log[-3000:]}"
     ckpt, epoch, total = resumed[0]
     assert Path(ckpt).name == "last.ckpt" and 0 < int(epoch) < int(total) == REQUEUE_EPOCHS, resumed
