@@ -15,6 +15,7 @@ else, so a figure means the same in every report:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -192,3 +193,16 @@ def median_latency_ms(fn, runs: int, warmup: int, device) -> float:
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
+
+
+def write_results(result: dict, text: str, out: str | Path, stem: str, started: float) -> dict:
+    """Write a tool's report as ``<stem>.md`` and its figures as ``<stem>.json`` under ``out`` (with the wall time
+    since ``started``), print the report and where it went."""
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(text)
+    print(f"wrote {out / f'{stem}.md'} and {out / f'{stem}.json'} ({result['wall_s']} s)")
+    return result

@@ -28,7 +28,6 @@ Results are printed as a Markdown table and written to ``<out>/perf.md`` and ``<
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -43,7 +42,15 @@ from bench.build import build_detector, feature_size, learnable_parameters
 from bench.complexity import complexity, count_parameters
 from bench.feature_cache import DTYPES, FEATURE_PRECISION
 from bench.fit import make_train_step
-from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, median_latency_ms, sync, time_interleaved
+from bench.tools.measure import (
+    OtherCpuUse,
+    PeakMemory,
+    device_name,
+    median_latency_ms,
+    sync,
+    time_interleaved,
+    write_results,
+)
 from bench.tools.official import OFFICIAL_FILE, OfficialDetector, build_official, load_official, official_file
 from models.attention import sdpa_kernels
 
@@ -346,15 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
                        rounds=min(args.rounds, args.steps), infer_batches=args.infer_batches,
                        latency_runs=args.latency_runs, official=args.official, device=device)
     result["overrides"] = list(args.overrides)
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
-    (out / "perf.md").write_text(text)
-    (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(text)
-    print(f"wrote {out / 'perf.md'} and {out / 'perf.json'} ({result['wall_s']} s)")
-    return result
+    return write_results(result, markdown(result), args.out, "perf", t0)
 
 
 if __name__ == "__main__":

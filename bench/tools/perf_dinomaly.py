@@ -21,9 +21,7 @@ Writes ``<out>/perf_dinomaly.md`` and ``<out>/perf_dinomaly.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -33,7 +31,7 @@ from bench import precision
 from bench.build import instantiate_node, learnable_parameters
 from bench.complexity import count_parameters
 from bench.errors import BenchError
-from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, sync, time_interleaved
+from bench.tools.measure import OtherCpuUse, PeakMemory, device_name, sync, time_interleaved, write_results
 from bench.tools.official_dinomaly import (
     build_official_dinomaly,
     load_official_dinomaly,
@@ -207,15 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
                        steps=args.steps, warmup=args.warmup, rounds=min(args.rounds, args.steps),
                        official=args.official, device=device)
     result["overrides"] = list(args.overrides)
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(result)
-    (out / "perf_dinomaly.md").write_text(text)
-    (out / "perf_dinomaly.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(text)
-    print(f"wrote {out / 'perf_dinomaly.md'} and {out / 'perf_dinomaly.json'} ({result['wall_s']} s)")
-    return result
+    return write_results(result, markdown(result), args.out, "perf_dinomaly", t0)
 
 
 if __name__ == "__main__":
