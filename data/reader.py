@@ -126,6 +126,15 @@ def found_counts(samples: Iterable[Sample]) -> dict[str, tuple[int, int]]:
     return {c: (n[0], n[1]) for c, n in out.items()}
 
 
+def count_mismatch(message: str, strict: bool, stacklevel: int = 2) -> None:
+    """A release's counts or classes not found: ``DatasetError`` under ``data.strict_counts=true``, else a
+    ``CountMismatchWarning`` (``stacklevel`` counts from this function's caller)."""
+    if strict:
+        raise DatasetError(message + " (data.strict_counts=false only warns)")
+    warnings.warn(message + " (data.strict_counts=true makes this an error)", CountMismatchWarning,
+                  stacklevel=stacklevel + 1)
+
+
 def check_counts(dataset: str, split: str, found: Mapping[str, tuple[int, int]],
                  official: Mapping[str, tuple[int, int]], strict: bool, release: str) -> None:
     """Compare ``found`` with the ``official`` (normal, anomalous) counts of ``release`` per category.
@@ -140,10 +149,7 @@ def check_counts(dataset: str, split: str, found: Mapping[str, tuple[int, int]],
         (n, a), (wn, wa) = found[category], want
         message = (f"{dataset} {category} {split}: found {n} normal + {a} anomalous images, the official "
                    f"{release} has {wn} + {wa}; a partial download or another split file?")
-        if strict:
-            raise DatasetError(message + " (data.strict_counts=false only warns)")
-        warnings.warn(message + " (data.strict_counts=true makes this an error)", CountMismatchWarning,
-                      stacklevel=3)
+        count_mismatch(message, strict, stacklevel=4)
 
 
 def check_classes(dataset: str, where: Path | str, known: Iterable[str], release: Iterable[str], strict: bool,
@@ -156,9 +162,7 @@ def check_classes(dataset: str, where: Path | str, known: Iterable[str], release
         return
     message = (f"{dataset} in {where}: {len(missing)} class{'es' if len(missing) > 1 else ''} of the {release_name} "
                f"missing ({', '.join(missing)}); a partial download or another split file?")
-    if strict:
-        raise DatasetError(message + " (data.strict_counts=false only warns)")
-    warnings.warn(message + " (data.strict_counts=true makes this an error)", CountMismatchWarning, stacklevel=3)
+    count_mismatch(message, strict, stacklevel=4)
 
 
 def load_union_mask(paths: list[str], size: int) -> torch.Tensor:

@@ -24,17 +24,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from pathlib import Path
 
 from data.errors import DatasetError
 from data.mvtec import Sample
 from data.paths import RootGuard, check_category
 from data.reader import (
-    CountMismatchWarning,
     ReaderDataset,
     check_classes,
     check_mask_size,
+    count_mismatch,
     found_counts,
     root_dir,
     select_categories,
@@ -172,6 +171,7 @@ class RealIADDataset(ReaderDataset):
         self._check_totals(json_split, chosen, views, bool(strict_counts))
         if categories is None:
             check_classes("Real-IAD", jsons, known, CATEGORIES, bool(strict_counts), "Real-IAD release")
+
     def _check_totals(self, json_split: str, chosen: list[str], views, strict: bool) -> None:
         """All 30 classes and all views: compare the totals with the release's (warn, or raise if strict)."""
         official = OFFICIAL_TOTALS.get(json_split, {}).get(self.split)
@@ -182,6 +182,4 @@ class RealIADDataset(ReaderDataset):
             return
         message = (f"Real-IAD {json_split} {self.split}: found {found[0]} normal + {found[1]} anomalous images "
                    f"in {len(chosen)} classes, the release has {official[0]} + {official[1]}; a partial download?")
-        if strict:
-            raise DatasetError(message + " (data.strict_counts=false only warns)")
-        warnings.warn(message + " (data.strict_counts=true makes this an error)", CountMismatchWarning, stacklevel=2)
+        count_mismatch(message, strict, stacklevel=3)
