@@ -15,7 +15,9 @@ $(STAMP): setup.cfg constraints.txt
 	@echo "install 2/3: torch and torchvision as constraints.txt pins them (the longest step: minutes, a few GB)"
 	$(PY) -m pip install -q -c constraints.txt torch torchvision
 	@echo "install 3/3: this suite and its packages (timm, hydra, submitit, wandb, pandas, ...)"
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,perf]'
+	# compat: the checkout on sys.path, so that Hydra finds the suite's sweeper and launcher (hydra_plugins/)
+	# from any folder; setuptools' default editable mode hides namespace packages from Hydra's plugin scan
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,perf]' --config-settings editable_mode=compat
 	touch $(STAMP)
 	@echo "installed into $(VENV)"
 

@@ -8,6 +8,7 @@ returns all the others. The real-SLURM suite (tests/slurm, ``make test-slurm``) 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -123,3 +124,19 @@ def test_jobs_at_once_and_torch_threads_share_the_usable_cores(monkeypatch):
     assert torch_threads(None) == usable_cores()  # one job: every core this process may use
     with pytest.raises(BenchError, match="trainer.threads=0"):
         torch_threads(0)
+
+
+def test_the_suites_sweeper_and_launchers_are_found_from_any_folder(tmp_path):
+    """`make install`'s editable install keeps hydra_plugins/ visible to Hydra's plugin scan outside the checkout
+    (a sweep started elsewhere failed with "Could not find 'hydra/sweeper/table'")."""
+    probe = ("from hydra.core.plugins import Plugins\n"
+             "from hydra.plugins.launcher import Launcher\n"
+             "from hydra.plugins.sweeper import Sweeper\n"
+             "for kind in (Sweeper, Launcher):\n"
+             "    print(*sorted(p.__module__ for p in Plugins.instance().discover(kind)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert "hydra_plugins.uniad_bench_sweeper" in found.stdout, found.stdout
+    assert "hydra_plugins.uniad_bench_launcher" in found.stdout, found.stdout
