@@ -98,6 +98,16 @@ def test_the_default_sweep_dir_names_the_experiment_and_the_profile():
     assert dirs == {"smoke": "multirun/ablation-smoke", "demo": "multirun/ablation-demo"}
 
 
+@pytest.mark.parametrize("typed, said", [
+    (["+experiment=loss", "loss=mse"], "error: loss is set by the table's rows; drop it from the command line"),
+    (["+experiment=loss", "hydra.sweeper.select=[9]"], "error: hydra.sweeper.select: no row 9 in table S4"),
+])
+def test_a_table_sweep_typed_wrong_stops_in_one_line(tmp_path, typed, said):
+    proc = _bench(["-m", *TINY, *typed, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert said in proc.stderr and not (tmp_path / "sweep").exists()
+
+
 def test_a_sweep_dir_of_another_profile_is_refused_before_any_job(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "cell" / "seed=1").mkdir(parents=True)

@@ -28,7 +28,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.types import Override
-from hydra.errors import CompactHydraException, HydraException
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 
@@ -55,7 +55,7 @@ def table_rows(table: Any, select: Any = None) -> list[tuple[str, list[str]]]:
     Rows without overrides (numbers the paper has and we do not run) are skipped.
     """
     if table is None:
-        raise HydraException("hydra/sweeper=table needs hydra.sweeper.table (see conf/experiment/)")
+        raise CompactHydraException("error: hydra/sweeper=table needs hydra.sweeper.table (see conf/experiment/)")
     table = OmegaConf.to_container(table, resolve=False) if OmegaConf.is_config(table) else table
     rows = [(str(r["id"]), [str(o) for o in r.get("overrides") or []]) for r in table.get("rows") or []]
     rows = [(i, o) for i, o in rows if o]
@@ -64,14 +64,14 @@ def table_rows(table: Any, select: Any = None) -> list[tuple[str, list[str]]]:
         wanted = [str(s) for s in (select if isinstance(select, list | tuple) else [select])]
         ids = [i for i, _ in rows]
         if not wanted:
-            raise HydraException(
-                f"hydra.sweeper.select=[] selects no row of table {table.get('key')}: give row ids "
+            raise CompactHydraException(
+                f"error: hydra.sweeper.select=[] selects no row of table {table.get('key')}: give row ids "
                 f"({', '.join(ids)}) or drop it to run every row"
             )
         unknown = [s for s in wanted if s not in ids]
         if unknown:
-            raise HydraException(
-                f"hydra.sweeper.select: no row {', '.join(unknown)} in table {table.get('key')}; "
+            raise CompactHydraException(
+                f"error: hydra.sweeper.select: no row {', '.join(unknown)} in table {table.get('key')}; "
                 f"its rows are {', '.join(ids)}"
             )
         rows = [(i, o) for i, o in rows if i in wanted]
@@ -83,8 +83,8 @@ def expand(rows: list[tuple[str, list[str]]], combos: list[list[str]]) -> list[l
     row_keys = {override_key(o) for _, overrides in rows for o in overrides}
     clash = sorted({override_key(o) for combo in combos for o in combo} & row_keys)
     if clash:
-        raise HydraException(
-            f"{', '.join(clash)} is set by the table's rows; drop it from the command line "
+        raise CompactHydraException(
+            f"error: {', '.join(clash)} is set by the table's rows; drop it from the command line "
             "(hydra.sweeper.select=[id,...] runs some rows only)"
         )
     return [[*overrides, *combo] for _, overrides in rows for combo in combos]
