@@ -52,7 +52,11 @@ def train_vis_decoder(cfg: DictConfig, run_dir: Path, device) -> dict:
             images = batch["image"].to(device)
             with torch.no_grad():
                 feats = backbone(images)
-            loss = torch.nn.functional.mse_loss(decoder(feats), images)
+            rendered = decoder(feats)
+            if rendered.shape[-2:] != images.shape[-2:]:  # a ViT resizes to a multiple of its patch (64 -> 56 px)
+                images = torch.nn.functional.interpolate(images, size=rendered.shape[-2:], mode="bilinear",
+                                                         align_corners=False)
+            loss = torch.nn.functional.mse_loss(rendered, images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -20,7 +20,9 @@ Architecture, features (B, C_in, S/s, S/s) with s = ``feature_stride`` → image
 
 The number of x2 up-samplings is log2(``feature_stride``): two in the reversed stem, the rest in the
 *last* stages (for stride 16: the 128- and 64-channel stages, so 64 channels sit at stride 4 and 128 at
-stride 8, as in ResNet-34; the 512→256 transition stays at stride 16). Strides 4 to 32 are supported.
+stride 8, as in ResNet-34; the 512→256 transition stays at stride 16). Strides 4 to 32 are supported; a
+stride that is no power of two (a ViT's 14-pixel patches) up-samples to the next power of two, then resizes
+the image bilinearly to h*stride (C.3 uses ResNet/EfficientNet features only, so this is our extension).
 Xavier-uniform weights and zero biases for every (transposed) conv, BN default.
 """
 
@@ -78,9 +80,9 @@ class VisDecoder(nn.Module):
         out_channels: int = 3,
     ):
         super().__init__()
-        n_up = round(math.log2(feature_stride)) if feature_stride > 0 else -1
-        if 2**n_up != feature_stride or not 4 <= feature_stride <= 32:
-            raise ValueError(f"feature_stride must be a power of two in [4, 32], got {feature_stride}")
+        if not 4 <= feature_stride <= 32:
+            raise ValueError(f"feature_stride must be in [4, 32], got {feature_stride}")
+        n_up = math.ceil(math.log2(feature_stride))
         self.feature_stride = feature_stride
         widths = tuple(base_channels * m for m in (8, 4, 2, 1))
         stage_ups = n_up - 2  # the reversed stem up-samples twice
@@ -108,4 +110,8 @@ class VisDecoder(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.input_proj(features)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.head(self.stem_up(x))
+        image = self.head(self.stem_up(x))
+        size = (features.shape[-2] * self.feature_stride, features.shape[-1] * self.feature_stride)
+        if tuple(image.shape[-2:]) != size:  # a stride that is no power of two
+            image = nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        return image

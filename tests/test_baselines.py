@@ -72,11 +72,12 @@ def test_vis_decoder_shape():
         out = dec(torch.randn(1, C_IN, *HW))
     assert out.shape == (1, 3, 112, 112)
     # the number of x2 up-samplings follows the stride
-    for stride, size in ((8, 4), (32, 2)):
+    for stride, size in ((8, 4), (32, 2), (14, 3)):  # 14: a ViT's patches, up-sampled x16 then resized
         small = VisDecoder(C_IN, feature_stride=stride, base_channels=8)
         assert small(torch.randn(1, C_IN, size, size)).shape == (1, 3, size * stride, size * stride)
-    with pytest.raises(ValueError):
-        VisDecoder(C_IN, feature_stride=12)
+    for stride in (3, 33):
+        with pytest.raises(ValueError, match=f"feature_stride must be in \\[4, 32\\], got {stride}"):
+            VisDecoder(C_IN, feature_stride=stride)
 
 
 def test_vis_decoder_is_reversed_resnet34():

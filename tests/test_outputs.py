@@ -61,6 +61,14 @@ def test_vis_decoder_and_recon_grid(tmp_paths):
 
 
 @pytest.mark.slow
+def test_vis_decoder_trains_on_vit_features(tmp_paths):
+    """14-pixel patches: the decoder renders 4x4 tokens as 56 px, and the 64 px images are compared at 56 px."""
+    vit = ["backbone=dinov2_vits14", "backbone.weights=none", "data.categories=[brick]", "vis.epochs=1"]
+    vis = run(compose_cfg([*SMOKE, "task=train_vis_decoder", *vit]), tmp_paths / "vis")
+    assert vis["status"] == "completed" and vis["outputs"]["loss_first"] > 0
+
+
+@pytest.mark.slow
 def test_tensorboard_run_holds_losses_metrics_and_map_pictures(tmp_paths):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
