@@ -121,7 +121,12 @@ def test_jobs_at_once_and_torch_threads_share_the_usable_cores(monkeypatch):
     monkeypatch.setenv(JOBS_AT_ONCE, "2")
     assert torch_threads(None, cores=8) == 4
     monkeypatch.delenv(JOBS_AT_ONCE)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert torch_threads(None) == usable_cores()  # one job: every core this process may use
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own ceiling
+    assert torch_threads(None, cores=8) == 1 and torch_threads(3, cores=8) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert torch_threads(None, cores=8, at_once=2) == 4
     with pytest.raises(BenchError, match="trainer.threads=0"):
         torch_threads(0)
 
