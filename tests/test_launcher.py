@@ -114,6 +114,7 @@ def test_jobs_at_once_and_torch_threads_share_the_usable_cores(monkeypatch):
     from bench.errors import BenchError
     from bench.threads import JOBS_AT_ONCE, jobs_at_once, torch_threads, usable_cores
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # make test sets it; the first checks are without a ceiling
     assert jobs_at_once(None, 2, n_jobs=45, cores=16) == 8  # as many as the cores allow at cpus_per_task each
     assert jobs_at_once(3, 2, n_jobs=45, cores=16) == 3 and jobs_at_once(None, 2, n_jobs=2, cores=16) == 2
     assert jobs_at_once(None, 4, n_jobs=9, cores=2) == 1
@@ -121,7 +122,6 @@ def test_jobs_at_once_and_torch_threads_share_the_usable_cores(monkeypatch):
     monkeypatch.setenv(JOBS_AT_ONCE, "2")
     assert torch_threads(None, cores=8) == 4
     monkeypatch.delenv(JOBS_AT_ONCE)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert torch_threads(None) == usable_cores()  # one job: every core this process may use
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own ceiling
     assert torch_threads(None, cores=8) == 1 and torch_threads(3, cores=8) == 3
