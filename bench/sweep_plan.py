@@ -81,6 +81,8 @@ def estimate(roots: list[Path], profile: str, epochs: int) -> tuple[float, int] 
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:  # a smoke job: "0 s a job" would say nothing
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

@@ -135,6 +135,13 @@ def test_the_estimate_scales_recorded_rates_of_the_profile(tmp_path):
     assert estimate([tmp_path], "paper", 10) is None
 
 
+def test_an_estimate_of_seconds_keeps_a_decimal():
+    from bench.sweep_plan import _duration
+
+    assert _duration(0.44) == "0.4 s" and _duration(7.0) == "7.0 s"  # a smoke job's time, not "0 s"
+    assert _duration(45) == "45 s" and _duration(600) == "10 min" and _duration(5400) == "1.5 h"
+
+
 @pytest.mark.slow
 def test_a_sweep_says_where_it_stands_and_keeps_tables_in_each_jobs_log(tmp_path):
     sweep = tmp_path / "sweep"
