@@ -25,15 +25,15 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from omegaconf import Container
+from smoke_capture import TINY  # the same tiny smoke job the capture sweeps (ops/ is on the path: run by path)
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["profile=smoke", "data.generator.n_train=4", "trainer.epochs=1", "seed=1"]
 OWN = tuple(str(ROOT / p) + os.sep for p in ("bench", "record", "metrics", "rules", "reports", "models", "data"))
 RESOLVING = {"to_container", "to_object", "resolve"}
 
 
 def _holds_config(value, depth: int = 0) -> bool:
-    from omegaconf import Container
-
     if isinstance(value, Container):
         return True
     if depth == 0 and dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -45,8 +45,6 @@ def _holds_config(value, depth: int = 0) -> bool:
 
 def _is_root(frame) -> bool:
     """Whether the OmegaConf call in ``frame`` was given a whole config (a node without a parent)."""
-    from omegaconf import Container
-
     node = frame.f_locals.get("cfg")
     return isinstance(node, Container) and node._get_parent() is None
 

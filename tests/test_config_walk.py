@@ -5,8 +5,8 @@ import sys
 from conftest import ROOT, compose_cfg
 
 
-def test_the_walk_counts_the_functions_that_receive_the_config_and_where_it_is_resolved(tmp_paths):
-    sys.path.insert(0, str(ROOT / "ops"))
+def test_the_walk_counts_the_functions_that_receive_the_config_and_where_it_is_resolved(tmp_paths, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "ops"))
     from config_walk import Walk
 
     from bench.resolve import resolve_job
